@@ -1,0 +1,431 @@
+//! Bytes to [`Request`]: the request head with httparse, then body framing (RFC 9112 §6).
+//!
+//! Nothing here panics on any input; every refusal names the status to answer before closing.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+
+use http::StatusCode;
+
+use crate::request::{Request, Span, Version};
+use crate::Config;
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed head, with what the connection needs to know about it.
+pub(crate) struct Head {
+    pub(crate) request: Request,
+    pub(crate) framing: Framing,
+    /// The client allows the connection to stay open after the reply.
+    pub(crate) keep_alive: bool,
+    /// `Expect: 100-continue` on an HTTP/1.1 request.
+    pub(crate) expect_continue: bool,
+    pub(crate) is_head: bool,
+}
+
+/// The header-array size kept on the stack; configurations allowing more use the heap.
+const STACK_HEADERS: usize = 128;
+
+/// Parse one request head from the start of `buf`.
+///
+/// `Ok(None)`: more bytes are needed. `Ok(Some((head, n)))`: the head took `n` bytes.
+/// `Err(status)`: the request is refused with that status and the connection closes.
+pub(crate) fn parse_head(
+    buf: &[u8],
+    config: &Config,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<Option<(Head, usize)>, StatusCode> {
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
+    let mut heap = Vec::new();
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if config.max_headers <= STACK_HEADERS {
+        &mut stack[..config.max_headers]
+    } else {
+        heap.resize_with(config.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, slots) {
+        Ok(httparse::Status::Complete(len)) if len <= config.max_head_size => len,
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        }
+        Ok(httparse::Status::Partial) if buf.len() < config.max_head_size => return Ok(None),
+        Ok(httparse::Status::Partial) => {
+            let line_complete = buf[..config.max_head_size].contains(&b'\n');
+            return Err(if line_complete {
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            } else {
+                StatusCode::URI_TOO_LONG
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        }
+        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+        Err(_) => return Err(StatusCode::BAD_REQUEST),
+    };
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let method = req.method.unwrap_or_default();
+    let target = req.path.unwrap_or_default();
+
+    let mut hosts = 0;
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding = false;
+    let mut chunked_last = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
+            for part in h.value.split(|&b| b == b',') {
+                let n = parse_content_length(trim(part)).ok_or(StatusCode::BAD_REQUEST)?;
+                if content_length.is_some_and(|prev| prev != n) {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                content_length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            for coding in h
+                .value
+                .split(|&b| b == b',')
+                .map(trim)
+                .filter(|c| !c.is_empty())
+            {
+                // Any coding after `chunked`, or `chunked` twice, is a framing error.
+                if chunked_last {
+                    return Err(StatusCode::BAD_REQUEST);
+                }
+                if !coding.eq_ignore_ascii_case(b"chunked") {
+                    return Err(StatusCode::NOT_IMPLEMENTED);
+                }
+                chunked_last = true;
+            }
+            transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',').map(trim) {
+                conn_close |= token.eq_ignore_ascii_case(b"close");
+                conn_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
+                return Err(StatusCode::EXPECTATION_FAILED);
+            }
+            expect_continue = version == Version::Http11;
+        }
+    }
+    if version == Version::Http11 && hosts != 1 || hosts > 1 {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let framing = match (transfer_encoding, content_length) {
+        // RFC 9112 §6.1: both together, or Transfer-Encoding on HTTP/1.0, is faulty framing.
+        (true, Some(_)) => return Err(StatusCode::BAD_REQUEST),
+        (true, None) if version == Version::Http10 => return Err(StatusCode::BAD_REQUEST),
+        (true, None) if !chunked_last => return Err(StatusCode::BAD_REQUEST),
+        (true, None) => Framing::Chunked,
+        (false, Some(0)) | (false, None) => Framing::Empty,
+        (false, Some(n)) => Framing::Length(n),
+    };
+    if let Framing::Length(n) = framing {
+        if n > config.max_body_size as u64 {
+            return Err(StatusCode::PAYLOAD_TOO_LARGE);
+        }
+    }
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+
+    let head_block: Box<[u8]> = buf[..len].into();
+    let fields: Box<[(Span, Span)]> = req
+        .headers
+        .iter()
+        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)))
+        .collect();
+    let is_head = method == "HEAD";
+    let request = Request::new(
+        head_block,
+        fields,
+        Span::of(buf, method.as_bytes()),
+        Span::of(buf, target.as_bytes()),
+        version,
+        peer,
+        local,
+    );
+    let expect_continue = expect_continue && framing != Framing::Empty;
+    Ok(Some((
+        Head {
+            request,
+            framing,
+            keep_alive,
+            expect_continue,
+            is_head,
+        },
+        len,
+    )))
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// `1*DIGIT`, no sign, no overflow.
+fn parse_content_length(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let digit = (b as char).to_digit(10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// Why a chunked body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyError {
+    /// Malformed chunk framing: 400.
+    Malformed,
+    /// The decoded body would exceed the limit: 413.
+    TooLarge,
+}
+
+impl BodyError {
+    pub(crate) fn status(self) -> StatusCode {
+        match self {
+            BodyError::Malformed => StatusCode::BAD_REQUEST,
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading hex digits of a chunk size.
+    Size { digits: u8 },
+    /// Skipping a chunk extension up to CR.
+    Extension,
+    /// Expecting LF after the size line's CR.
+    SizeLf,
+    /// Copying chunk data.
+    Data,
+    /// Expecting CR after chunk data.
+    DataCr,
+    /// Expecting LF after chunk data.
+    DataLf,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer field line.
+    TrailerLine,
+    /// Expecting the LF of a trailer line.
+    TrailerLf { last: bool },
+    /// The body is complete.
+    Done,
+}
+
+/// Incremental `Transfer-Encoding: chunked` decoder (RFC 9112 §7.1). Extensions and trailer
+/// fields are read and discarded; trailers count against `max_trailer` bytes.
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: ChunkState,
+    /// Bytes left in the current chunk (or the size being read).
+    remaining: u64,
+    trailer_bytes: usize,
+    max_trailer: usize,
+}
+
+/// Longest chunk-size line accepted, in hex digits (16 digits fill a u64).
+const MAX_SIZE_DIGITS: u8 = 16;
+
+impl ChunkedDecoder {
+    pub(crate) fn new(max_trailer: usize) -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size { digits: 0 },
+            remaining: 0,
+            trailer_bytes: 0,
+            max_trailer,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decode from `input`, appending data to `out` (never beyond `limit` bytes in total).
+    /// Returns how many input bytes were consumed; stops at the end of the body.
+    pub(crate) fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<usize, BodyError> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            let b = input[i];
+            match self.state {
+                Size { digits } => match (b as char).to_digit(16) {
+                    Some(d) if digits < MAX_SIZE_DIGITS => {
+                        self.remaining = self.remaining << 4 | u64::from(d);
+                        self.state = Size { digits: digits + 1 };
+                    }
+                    Some(_) => return Err(BodyError::Malformed),
+                    None if digits == 0 => return Err(BodyError::Malformed),
+                    None if b == b'\r' => self.state = SizeLf,
+                    None if b == b';' || b == b' ' || b == b'\t' => self.state = Extension,
+                    None => return Err(BodyError::Malformed),
+                },
+                Extension => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' | 0 => return Err(BodyError::Malformed),
+                    _ => {}
+                },
+                SizeLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed);
+                    }
+                    if self.remaining == 0 {
+                        self.state = TrailerStart;
+                    } else if out.len() as u64 + self.remaining > limit as u64 {
+                        return Err(BodyError::TooLarge);
+                    } else {
+                        self.state = Data;
+                    }
+                }
+                Data => {
+                    let take = (input.len() - i).min(self.remaining as usize);
+                    out.extend_from_slice(&input[i..i + take]);
+                    self.remaining -= take as u64;
+                    i += take;
+                    if self.remaining == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return Err(BodyError::Malformed);
+                    }
+                    self.state = DataLf;
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed);
+                    }
+                    self.state = Size { digits: 0 };
+                }
+                TrailerStart => match b {
+                    b'\r' => self.state = TrailerLf { last: true },
+                    b'\n' | b' ' | b'\t' | 0 => return Err(BodyError::Malformed),
+                    _ => self.state = TrailerLine,
+                },
+                TrailerLine => match b {
+                    b'\r' => self.state = TrailerLf { last: false },
+                    b'\n' | 0 => return Err(BodyError::Malformed),
+                    _ => {}
+                },
+                TrailerLf { last } => {
+                    if b != b'\n' {
+                        return Err(BodyError::Malformed);
+                    }
+                    self.state = if last { Done } else { TrailerStart };
+                }
+                Done => break,
+            }
+            if matches!(self.state, TrailerStart | TrailerLine | TrailerLf { .. }) {
+                self.trailer_bytes += 1;
+                if self.trailer_bytes > self.max_trailer {
+                    return Err(BodyError::TooLarge);
+                }
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], limit: usize) -> Result<(Vec<u8>, usize, bool), BodyError> {
+        let mut d = ChunkedDecoder::new(1024);
+        let mut out = Vec::new();
+        let n = d.decode(input, &mut out, limit)?;
+        Ok((out, n, d.is_done()))
+    }
+
+    #[test]
+    fn chunked_whole_and_split_at_every_byte() {
+        let wire =
+            b"4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-T: y\r\n\r\nNEXT";
+        let (out, n, done) = decode_all(wire, 1 << 20).unwrap();
+        assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
+        assert_eq!(&wire[n..], b"NEXT");
+        assert!(done);
+        for split in 0..wire.len() {
+            let mut d = ChunkedDecoder::new(1024);
+            let mut out = Vec::new();
+            let a = d.decode(&wire[..split], &mut out, 1 << 20).unwrap();
+            assert_eq!(a, split.min(n), "split at {split}");
+            let b = d.decode(&wire[a..], &mut out, 1 << 20).unwrap();
+            assert_eq!(&wire[a + b..], b"NEXT", "split at {split}");
+            assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
+        }
+    }
+
+    #[test]
+    fn chunked_refusals() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"4\r\nWikiX\r\n",
+            b"4\nWiki\r\n",
+            b"11111111111111111\r\n",
+            b"-1\r\n",
+            b"0\r\n\n",
+        ] {
+            assert_eq!(
+                decode_all(bad, 1 << 20).unwrap_err(),
+                BodyError::Malformed,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(decode_all(b"10\r\n", 8).unwrap_err(), BodyError::TooLarge);
+        assert_eq!(
+            decode_all(b"ffffffffffffffff\r\n", 8).unwrap_err(),
+            BodyError::TooLarge
+        );
+    }
+
+    #[test]
+    fn content_length_rules() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"0042"), Some(42));
+        assert_eq!(parse_content_length(b"+1"), None);
+        assert_eq!(parse_content_length(b"-1"), None);
+        assert_eq!(parse_content_length(b""), None);
+        assert_eq!(parse_content_length(b"1 2"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999999"), None);
+    }
+}

@@ -1,0 +1,432 @@
+//! Accept: the [`Acceptor`] binds a listening socket and spawns one connection actor per client
+//! on the user's [`LocalExecutor`].
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_executor::LocalExecutor;
+use async_io::{Async, Timer};
+use event_listener::Event;
+use futures_lite::future;
+use slab::Slab;
+
+use crate::conn;
+use crate::dispatch::Handler;
+use crate::responder::ConnCell;
+use crate::Config;
+
+/// Builds an [`Acceptor`]: where to listen and with which [`Config`].
+///
+/// ```
+/// let acceptor = iomux::Acceptor::builder()
+///     .listen("127.0.0.1:0")
+///     .config(iomux::Config { max_connections: 100, ..Default::default() })
+///     .bind(|_req: &iomux::Request| iomux::Reply::text("hi"))?;
+/// assert_ne!(acceptor.local_addr().port(), 0);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AcceptorBuilder {
+    addrs: io::Result<Vec<SocketAddr>>,
+    config: Config,
+}
+
+impl AcceptorBuilder {
+    /// The address to listen on (`127.0.0.1:8080` by default); port 0 picks a free port, see
+    /// [`Acceptor::local_addr`]. IPv6 addresses (`[::1]:0`) work as well. When the name resolves
+    /// to several addresses the first that binds is used.
+    pub fn listen(mut self, addr: impl ToSocketAddrs) -> Self {
+        self.addrs = addr.to_socket_addrs().map(Iterator::collect);
+        self
+    }
+
+    /// The limits and timeouts.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Bind the listening socket; requests will go to `handler`.
+    ///
+    /// # Errors
+    /// The address does not resolve or cannot be bound.
+    pub fn bind(self, handler: impl Handler) -> io::Result<Acceptor> {
+        let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+        for addr in self.addrs? {
+            match bind_listener(addr, self.config.listen_backlog) {
+                Ok(listener) => {
+                    let listener = Async::new(listener)?;
+                    let local_addr = listener.get_ref().local_addr()?;
+                    let shared = Rc::new(Shared {
+                        config: self.config,
+                        local_addr,
+                        stop: StopHandle::default(),
+                        conns: RefCell::new(Slab::new()),
+                        conn_closed: Event::new(),
+                        waiting: Cell::new(0),
+                    });
+                    return Ok(Acceptor {
+                        listener,
+                        shared: AcceptorRef(shared),
+                        handler: Rc::new(handler),
+                    });
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+}
+
+fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+/// State shared by the acceptor and its connections.
+pub(crate) struct Shared {
+    config: Config,
+    local_addr: SocketAddr,
+    stop: StopHandle,
+    /// Every open connection's cell, to tell them about shutdown.
+    conns: RefCell<Slab<Rc<ConnCell>>>,
+    /// Notified whenever a connection closes.
+    conn_closed: Event,
+    /// Requests waiting for a deferred reply.
+    waiting: Cell<usize>,
+}
+
+/// A handle to the acceptor serving a request, from [`context::acceptor`](crate::context::acceptor)
+/// (Hunchentoot's `*acceptor*`): its configuration, address, figures and stop handle.
+#[derive(Clone)]
+pub struct AcceptorRef(Rc<Shared>);
+
+impl AcceptorRef {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local_addr
+    }
+
+    /// A `Send` handle that stops the acceptor.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.0.stop.clone()
+    }
+
+    /// Open connections.
+    pub fn open_connections(&self) -> usize {
+        self.0.conns.borrow().len()
+    }
+
+    /// Requests waiting for a deferred reply.
+    pub fn waiting_requests(&self) -> usize {
+        self.0.waiting.get()
+    }
+
+    pub(crate) fn waiting_changed(&self, delta: isize) {
+        self.0
+            .waiting
+            .set(self.0.waiting.get().saturating_add_signed(delta));
+    }
+}
+
+impl std::fmt::Debug for AcceptorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("local_addr", &self.0.local_addr)
+            .field("open_connections", &self.open_connections())
+            .field("waiting_requests", &self.waiting_requests())
+            .finish()
+    }
+}
+
+/// Removes a connection from the registry when its task ends, however it ends.
+pub(crate) struct ConnGuard {
+    shared: AcceptorRef,
+    key: usize,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let shared = &self.shared.0;
+        if let Some(cell) = shared.conns.borrow_mut().try_remove(self.key) {
+            cell.mark_closed();
+        }
+        shared.conn_closed.notify(usize::MAX);
+    }
+}
+
+/// Stops an acceptor from any thread: it stops accepting, closes idle connections, answers
+/// waiting requests with [`Config::shutdown_status`], lets in-flight replies finish within
+/// [`Config::shutdown_timeout`], and then [`Acceptor::serve`] returns.
+///
+/// ```
+/// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "hi")?;
+/// let stop = acceptor.stop_handle();
+/// stop.stop();
+/// acceptor.run()?; // returns at once: already stopped
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    stopped: AtomicBool,
+    event: Event,
+}
+
+impl StopHandle {
+    /// Ask the acceptor to stop.
+    pub fn stop(&self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        self.0.event.notify(usize::MAX);
+    }
+
+    /// Has [`stop`](StopHandle::stop) been called?
+    pub fn is_stopped(&self) -> bool {
+        self.0.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Completes once [`stop`](StopHandle::stop) has been called.
+    pub async fn stopped(&self) {
+        loop {
+            if self.is_stopped() {
+                return;
+            }
+            let listener = self.0.event.listen();
+            if self.is_stopped() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle")
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// An HTTP/1.1 acceptor bound to a listening socket (Hunchentoot's acceptor).
+///
+/// [`serve`](Acceptor::serve) runs it on an executor you own; [`run`](Acceptor::run) makes one.
+/// Each connection is served by its own task (a connection actor) on that executor.
+///
+/// ```
+/// use async_executor::LocalExecutor;
+/// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "Hello, world!")?;
+/// let addr = acceptor.local_addr();
+/// let stop = acceptor.stop_handle();
+/// let client = std::thread::spawn(move || {
+///     use std::io::{Read, Write};
+///     let mut s = std::net::TcpStream::connect(addr).unwrap();
+///     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+///     let mut reply = String::new();
+///     s.read_to_string(&mut reply).unwrap();
+///     stop.stop();
+///     reply
+/// });
+/// let ex = LocalExecutor::new();
+/// async_io::block_on(ex.run(acceptor.serve(&ex)))?;
+/// assert!(client.join().unwrap().ends_with("\r\n\r\nHello, world!"));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Acceptor {
+    listener: Async<TcpListener>,
+    shared: AcceptorRef,
+    handler: Rc<dyn Handler>,
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl Acceptor {
+    /// A builder, to set the address and [`Config`].
+    pub fn builder() -> AcceptorBuilder {
+        AcceptorBuilder {
+            addrs: Ok(vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
+            config: Config::default(),
+        }
+    }
+
+    /// Bind `addr` with the default [`Config`].
+    ///
+    /// # Errors
+    /// The address does not resolve or cannot be bound.
+    pub fn bind(addr: impl ToSocketAddrs, handler: impl Handler) -> io::Result<Acceptor> {
+        Acceptor::builder().listen(addr).bind(handler)
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr()
+    }
+
+    /// A `Send` handle that stops the acceptor.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.shared.stop_handle()
+    }
+
+    /// A handle to the acceptor's configuration and figures, as handlers see it.
+    pub fn handle(&self) -> AcceptorRef {
+        self.shared.clone()
+    }
+
+    /// Accept connections and serve each on its own task on `executor`, until stopped; then
+    /// shut down gracefully (see [`StopHandle`]). Drive the executor with
+    /// `async_io::block_on(executor.run(acceptor.serve(&executor)))`, so that the reactor runs on
+    /// the loop thread.
+    ///
+    /// # Errors
+    /// Only setup errors; failed `accept`s are logged and retried after
+    /// [`Config::accept_error_backoff`].
+    pub async fn serve(self, executor: &LocalExecutor<'_>) -> io::Result<()> {
+        let Acceptor {
+            listener,
+            shared,
+            handler,
+        } = self;
+        let stop = shared.stop_handle();
+        let config = &shared.0.config;
+        log::debug!("accepting on {}", shared.local_addr());
+        loop {
+            while shared.open_connections() >= config.max_connections && !stop.is_stopped() {
+                let closed = shared.0.conn_closed.listen();
+                if shared.open_connections() < config.max_connections {
+                    break;
+                }
+                future::or(closed, stop.stopped()).await;
+            }
+            let accepted = future::or(async { Some(listener.accept().await) }, async {
+                stop.stopped().await;
+                None
+            })
+            .await;
+            match accepted {
+                None => break,
+                Some(Ok((stream, peer))) => {
+                    spawn_connection(executor, &shared, &handler, stream, peer)
+                }
+                Some(Err(e)) => {
+                    log::warn!(
+                        "accept failed: {e}; retrying in {:?}",
+                        config.accept_error_backoff
+                    );
+                    future::or(
+                        async {
+                            Timer::after(config.accept_error_backoff).await;
+                        },
+                        stop.stopped(),
+                    )
+                    .await;
+                }
+            }
+        }
+        drop(listener);
+        shutdown(&shared).await;
+        Ok(())
+    }
+
+    /// Serve on a new [`LocalExecutor`] on this thread until stopped.
+    ///
+    /// # Errors
+    /// As [`serve`](Acceptor::serve).
+    pub fn run(self) -> io::Result<()> {
+        let executor = LocalExecutor::new();
+        async_io::block_on(executor.run(self.serve(&executor)))
+    }
+}
+
+fn spawn_connection(
+    executor: &LocalExecutor<'_>,
+    shared: &AcceptorRef,
+    handler: &Rc<dyn Handler>,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+) {
+    if shared.config().tcp_nodelay {
+        if let Err(e) = stream.get_ref().set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
+    }
+    let cell = Rc::new(ConnCell::default());
+    let key = shared.0.conns.borrow_mut().insert(cell.clone());
+    let guard = ConnGuard {
+        shared: shared.clone(),
+        key,
+    };
+    let handler = handler.clone();
+    executor
+        .spawn(conn::serve(stream, peer, guard, cell, handler))
+        .detach();
+}
+
+impl ConnGuard {
+    pub(crate) fn acceptor(&self) -> &AcceptorRef {
+        &self.shared
+    }
+}
+
+/// Tell every connection to finish, then wait for them within the shutdown timeout.
+async fn shutdown(shared: &AcceptorRef) {
+    let config = &shared.0.config;
+    let deadline = Instant::now() + config.shutdown_timeout;
+    let cells: Vec<Rc<ConnCell>> = shared
+        .0
+        .conns
+        .borrow()
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect();
+    log::info!("stopping: {} open connections", cells.len());
+    for cell in cells {
+        cell.start_shutdown();
+    }
+    while shared.open_connections() > 0 {
+        let closed = shared.0.conn_closed.listen();
+        if shared.open_connections() == 0 {
+            break;
+        }
+        let timed_out = future::or(
+            async {
+                closed.await;
+                false
+            },
+            async {
+                Timer::at(deadline).await;
+                true
+            },
+        )
+        .await;
+        if timed_out {
+            log::warn!(
+                "shutdown timeout: dropping {} connections",
+                shared.open_connections()
+            );
+            break;
+        }
+    }
+}
