@@ -627,3 +627,61 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("(non-string panic)")
 }
+
+/// Size in bytes of a connection task's future before its first poll (the largest state it can
+/// be in, since a future's size is fixed). For benches and the size test.
+#[doc(hidden)]
+pub fn connection_future_size() -> usize {
+    let handler: Rc<dyn Handler> = Rc::new(|_: &crate::Request| Handled::Deferred);
+    let acceptor = crate::Acceptor::bind("127.0.0.1:0", |_: &crate::Request| Handled::Deferred)
+        .expect("bind a loopback listener");
+    let client = TcpStream::connect(acceptor.local_addr()).expect("connect to own listener");
+    let stream = Async::new(client).expect("register socket");
+    let peer = acceptor.local_addr();
+    let (guard, cell) = acceptor.handle().register_connection();
+    let future = serve(stream, peer, guard, cell, handler);
+    std::mem::size_of_val(&future)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The connection task must stay small: it is most of what a waiting request costs.
+    /// Raise this bound only with a measured reason (see benches/waiting_memory.rs).
+    const MAX_CONNECTION_FUTURE: usize = 1024;
+
+    #[test]
+    fn connection_future_is_small() {
+        let size = super::connection_future_size();
+        assert!(size <= MAX_CONNECTION_FUTURE, "connection future is {size} bytes");
+    }
+}
+#[cfg(test)]
+mod sizes_tmp {
+    use super::*;
+    #[test]
+    fn print_sizes() {
+        let acceptor = crate::Acceptor::bind("127.0.0.1:0", |_: &crate::Request| Handled::Deferred).unwrap();
+        let client = TcpStream::connect(acceptor.local_addr()).unwrap();
+        let stream = Async::new(client).unwrap();
+        let (_guard, cell) = acceptor.handle().register_connection();
+        let mut conn = Conn { stream, peer: acceptor.local_addr(), local: acceptor.local_addr(), cell, acceptor: acceptor.handle(), rbuf: Vec::new(), wbuf: Vec::new(), served: 0 };
+        let h: &dyn Handler = &|_: &crate::Request| Handled::Deferred;
+        eprintln!("conn {}", std::mem::size_of::<Conn>());
+        eprintln!("run {}", std::mem::size_of_val(&conn.run(h)));
+        eprintln!("read_head {}", std::mem::size_of_val(&conn.read_head()));
+        eprintln!("fill {}", std::mem::size_of_val(&conn.fill(Instant::now(), true)));
+        eprintln!("wait_reply {}", std::mem::size_of_val(&conn.wait_reply()));
+        eprintln!("flush {}", std::mem::size_of_val(&conn.flush()));
+        eprintln!("write_all {}", std::mem::size_of_val(&conn.write_all(b"")));
+        eprintln!("write_reply {}", std::mem::size_of_val(&conn.write_reply(Reply::default(), false, Version::Http11, true)));
+        let (_tx, rx) = async_channel::bounded(1);
+        eprintln!("write_stream {}", std::mem::size_of_val(&conn.write_stream(Reply::default(), rx, false, Version::Http11, true)));
+        eprintln!("push_body {}", std::mem::size_of_val(&conn.push_body(Bytes::new())));
+        eprintln!("refuse {}", std::mem::size_of_val(&conn.refuse(StatusCode::OK)));
+        eprintln!("linger {}", std::mem::size_of_val(&conn.linger()));
+        eprintln!("timer {}", std::mem::size_of::<Timer>());
+        eprintln!("head {}", std::mem::size_of::<Head>());
+        eprintln!("wake {}", std::mem::size_of::<Wake>());
+        eprintln!("request {}", std::mem::size_of::<crate::Request>());
+    }
+}

@@ -83,5 +83,17 @@ pub use server::{Acceptor, AcceptorBuilder, AcceptorRef, StopHandle};
 
 /// Re-export of `bytes`: reply bodies are [`bytes::Bytes`], shared without copying.
 pub use bytes;
+/// Measurements for benches and tests; not part of the API.
+#[doc(hidden)]
+pub mod __measure {
+    pub use crate::conn::connection_future_size;
+
+    /// Size in bytes of a [`SavedContext`](crate::SavedContext) value (its heap part is the
+    /// request state it shares).
+    pub fn saved_context_size() -> usize {
+        std::mem::size_of::<crate::SavedContext>()
+    }
+}
+
 /// Re-export of the `http` crate, whose status codes and header types replies use.
 pub use http;

@@ -139,6 +139,13 @@ impl AcceptorRef {
         self.0.waiting.get()
     }
 
+    /// Add a connection to the registry; the guard removes it.
+    pub(crate) fn register_connection(&self) -> (ConnGuard, Rc<ConnCell>) {
+        let cell = Rc::new(ConnCell::default());
+        let key = self.0.conns.borrow_mut().insert(cell.clone());
+        (ConnGuard { shared: self.clone(), key }, cell)
+    }
+
     pub(crate) fn waiting_changed(&self, delta: isize) {
         self.0
             .waiting
