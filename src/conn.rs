@@ -5,7 +5,8 @@
 //! request waits for a deferred reply the task holds no buffers and keeps watching the socket,
 //! so a client that hangs up is noticed at once.
 
-use std::io;
+use std::future::Future;
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -34,19 +35,24 @@ use crate::Config;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serve one connection until it closes.
-pub(crate) async fn serve(
+///
+/// The task alternates between two phases. The *active* phase reads, parses, dispatches and
+/// writes, for as many requests as come without waiting; it is the larger state, so it lives in
+/// a box that exists only while the connection is active. The *waiting* phase, where a long-poll
+/// request spends its life, is small and inline: the task's future stays a few hundred bytes.
+pub(crate) fn serve(
     stream: Async<TcpStream>,
     peer: SocketAddr,
     guard: ConnGuard,
     cell: Rc<ConnCell>,
     handler: Rc<dyn Handler>,
-) {
+) -> impl Future<Output = ()> {
     let acceptor = guard.acceptor().clone();
     let local = stream
         .get_ref()
         .local_addr()
         .unwrap_or_else(|_| acceptor.local_addr());
-    let mut conn = Conn {
+    let conn = Conn {
         stream,
         peer,
         local,
@@ -56,12 +62,44 @@ pub(crate) async fn serve(
         wbuf: Vec::new(),
         served: 0,
     };
-    match conn.run(&*handler).await {
-        Ok(End::Close) => {}
-        Ok(End::Linger) => conn.linger().await,
-        Err(e) => log::debug!("connection from {peer}: {e}"),
+    async move {
+        let mut conn = conn;
+        let mut resume = None;
+        let end = loop {
+            match Box::pin(conn.active(&*handler, resume.take())).await {
+                Ok(Phase::Deferred(exchange)) => match conn.wait_reply().await {
+                    Waited::Ready(wake) => resume = Some(Resume::Reply(exchange, wake)),
+                    Waited::Shutdown => resume = Some(Resume::Shutdown(exchange)),
+                    Waited::Gone => break Ok(End::Close),
+                },
+                Ok(Phase::End(end)) => break Ok(end),
+                Err(e) => break Err(e),
+            }
+        };
+        match end {
+            Ok(End::Close) => {}
+            // Rare, and a large state: boxed so that it does not size every connection's task.
+            Ok(End::Linger) => Box::pin(conn.linger()).await,
+            Err(e) => log::debug!("connection from {}: {e}", conn.peer),
+        }
+        drop(guard);
     }
-    drop(guard);
+}
+
+/// Where the active phase stopped.
+enum Phase {
+    /// A request waits for its deferred reply.
+    Deferred(Exchange),
+    /// The connection is over.
+    End(End),
+}
+
+/// How the active phase resumes after a wait.
+enum Resume {
+    /// The deferred reply arrived (or was abandoned).
+    Reply(Exchange, Wake),
+    /// The acceptor is stopping: answer the waiting request and close.
+    Shutdown(Exchange),
 }
 
 /// How a connection ends.
@@ -71,6 +109,26 @@ enum End {
     /// An error reply was sent with request bytes possibly unread: read and discard them for a
     /// while so the client gets the reply rather than a reset.
     Linger,
+}
+
+/// What the connection must remember about the request being answered.
+#[derive(Clone, Copy)]
+struct Exchange {
+    version: Version,
+    /// A HEAD request: the reply's head only.
+    is_head: bool,
+    /// The connection may serve another request after this one.
+    keep_alive: bool,
+}
+
+/// The outcome of reading a request.
+enum Next {
+    /// Handed to the handler; the reply is there already, or deferred (`None`).
+    Dispatched(Exchange, Option<Wake>),
+    /// The request cannot be served: answer with this status and close.
+    Refused(StatusCode),
+    /// The connection ends quietly (EOF, idle timeout, shutdown between requests).
+    End,
 }
 
 /// What ended a wait for more input.
@@ -123,68 +181,106 @@ impl Conn {
         self.acceptor.config()
     }
 
-    async fn run(&mut self, handler: &dyn Handler) -> io::Result<End> {
+    /// Serve requests until one is deferred or the connection ends.
+    async fn active(
+        &mut self,
+        handler: &dyn Handler,
+        mut resume: Option<Resume>,
+    ) -> io::Result<Phase> {
         loop {
-            let head = match self.read_head().await? {
-                None => {
+            let (exchange, wake) = match resume.take() {
+                Some(Resume::Reply(exchange, wake)) => (exchange, wake),
+                Some(Resume::Shutdown(exchange)) => {
+                    self.cell.finish_request();
+                    let reply = shutdown_reply(self.config().shutdown_status);
+                    self.encode_reply(
+                        reply,
+                        Exchange {
+                            keep_alive: false,
+                            ..exchange
+                        },
+                    );
                     self.flush().await?;
-                    return Ok(End::Close);
+                    return Ok(Phase::End(End::Close));
                 }
-                Some(Err(status)) => return self.refuse(status).await,
-                Some(Ok(head)) => head,
-            };
-            let body = match self.read_body(&head).await? {
-                Ok(body) => body,
-                Err(status) => return self.refuse(status).await,
-            };
-            self.served += 1;
-            let limit = self.config().max_requests_per_connection;
-            let keep_alive = head.keep_alive
-                && !self.cell.is_shutting_down()
-                && (limit == 0 || self.served < limit);
-            let version = head.request.version();
-            let is_head = head.is_head;
-
-            let wake = match self.dispatch(handler, head, body) {
-                Some(wake) => wake,
-                None => match self.wait_reply().await? {
-                    Waited::Ready(wake) => wake,
-                    Waited::Gone => return Ok(End::Close),
-                    Waited::Shutdown => {
-                        let reply = shutdown_reply(self.config().shutdown_status);
-                        self.cell.finish_request();
-                        self.write_reply(reply, is_head, version, false).await?;
+                None => match self.next_request(handler).await? {
+                    Next::Dispatched(exchange, Some(wake)) => (exchange, wake),
+                    Next::Dispatched(exchange, None) => {
                         self.flush().await?;
-                        return Ok(End::Close);
+                        // A waiting connection holds no buffers.
+                        if self.rbuf.is_empty() {
+                            self.rbuf = Vec::new();
+                        }
+                        self.wbuf = Vec::new();
+                        return Ok(Phase::Deferred(exchange));
+                    }
+                    Next::Refused(status) => return self.refuse(status).await.map(Phase::End),
+                    Next::End => {
+                        self.flush().await?;
+                        return Ok(Phase::End(End::Close));
                     }
                 },
             };
-            let keep_alive = match wake {
-                Wake::Delivered(Delivery::Reply(reply)) => {
-                    self.cell.finish_request();
-                    self.write_reply(reply, is_head, version, keep_alive)
-                        .await?
-                }
-                Wake::Delivered(Delivery::Stream(head, chunks)) => {
-                    let keep_alive = self
-                        .write_stream(head, chunks, is_head, version, keep_alive)
-                        .await;
-                    self.cell.finish_request();
-                    keep_alive?
-                }
+            let (keep_alive, large_body) = match wake {
+                Wake::Delivered(delivery) => match *delivery {
+                    Delivery::Reply(reply) => {
+                        self.cell.finish_request();
+                        self.encode_reply(reply, exchange)
+                    }
+                    Delivery::Stream(head, chunks) => {
+                        let keep_alive = self.write_stream(head, chunks, exchange).await;
+                        self.cell.finish_request();
+                        (keep_alive?, None)
+                    }
+                },
                 Wake::Abandoned => {
                     log::warn!("request from {} dropped without a reply: 500", self.peer);
                     self.cell.finish_request();
-                    let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR);
-                    self.write_reply(reply, is_head, version, keep_alive)
-                        .await?
+                    self.encode_reply(Reply::error(StatusCode::INTERNAL_SERVER_ERROR), exchange)
                 }
             };
+            if let Some(body) = large_body {
+                self.flush().await?;
+                self.write_all(&body).await?;
+            }
             if !keep_alive {
                 self.flush().await?;
-                return Ok(End::Close);
+                return Ok(Phase::End(End::Close));
+            }
+            if self.wbuf.len() >= self.config().coalesce_limit {
+                self.flush().await?;
             }
         }
+    }
+
+    /// Read the next request, head and body, and hand it to the handler.
+    async fn next_request(&mut self, handler: &dyn Handler) -> io::Result<Next> {
+        let head = match self.read_head().await? {
+            None => return Ok(Next::End),
+            Some(Err(status)) => return Ok(Next::Refused(status)),
+            Some(Ok(head)) => head,
+        };
+        let body = match self.buffered_body(head.framing) {
+            Some(body) => body,
+            // Bodies still on the wire take the slow path, boxed to keep the task small.
+            None => match Box::pin(self.read_body(head.framing, head.expect_continue)).await? {
+                Ok(body) => body,
+                Err(status) => return Ok(Next::Refused(status)),
+            },
+        };
+        self.served += 1;
+        let limit = self.config().max_requests_per_connection;
+        let exchange = Exchange {
+            version: head.request.version(),
+            is_head: head.is_head,
+            keep_alive: head.keep_alive
+                && !self.cell.is_shutting_down()
+                && (limit == 0 || self.served < limit),
+        };
+        Ok(Next::Dispatched(
+            exchange,
+            self.dispatch(handler, head, body),
+        ))
     }
 
     /// Run the handler with the request's context current. `Some` if the reply is already
@@ -259,15 +355,39 @@ impl Conn {
         }
     }
 
+    /// The body, if it needs no more reading: none, or all of it already buffered.
+    fn buffered_body(&mut self, framing: Framing) -> Option<Bytes> {
+        match framing {
+            Framing::Empty => Some(Bytes::new()),
+            Framing::Length(len) if self.rbuf.len() as u64 >= len => {
+                Some(self.take_body(len as usize))
+            }
+            Framing::Length(_) | Framing::Chunked => None,
+        }
+    }
+
+    /// The first `len` buffered bytes, without copying when they are all the buffer holds.
+    fn take_body(&mut self, len: usize) -> Bytes {
+        if self.rbuf.len() == len {
+            Bytes::from(std::mem::take(&mut self.rbuf))
+        } else {
+            Bytes::from(self.rbuf.drain(..len).collect::<Vec<u8>>())
+        }
+    }
+
     /// Read the body the head announces. `Err(status)`: refuse the request.
-    async fn read_body(&mut self, head: &Head) -> io::Result<Result<Bytes, StatusCode>> {
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        expect_continue: bool,
+    ) -> io::Result<Result<Bytes, StatusCode>> {
         let deadline = Instant::now() + self.config().body_timeout;
-        match head.framing {
+        match framing {
             Framing::Empty => Ok(Ok(Bytes::new())),
             Framing::Length(len) => {
                 // The parser refused lengths over max_body_size, so this fits in memory.
                 let len = len as usize;
-                if head.expect_continue && self.rbuf.len() < len {
+                if expect_continue && self.rbuf.len() < len {
                     self.wbuf.extend_from_slice(CONTINUE);
                     self.flush().await?;
                 }
@@ -279,15 +399,10 @@ impl Conn {
                         Fill::TimedOut => return Ok(Err(StatusCode::REQUEST_TIMEOUT)),
                     }
                 }
-                let body = if self.rbuf.len() == len {
-                    Bytes::from(std::mem::take(&mut self.rbuf))
-                } else {
-                    Bytes::from(self.rbuf.drain(..len).collect::<Vec<u8>>())
-                };
-                Ok(Ok(body))
+                Ok(Ok(self.take_body(len)))
             }
             Framing::Chunked => {
-                if head.expect_continue && self.rbuf.is_empty() {
+                if expect_continue && self.rbuf.is_empty() {
                     self.wbuf.extend_from_slice(CONTINUE);
                     self.flush().await?;
                 }
@@ -313,58 +428,53 @@ impl Conn {
         }
     }
 
-    /// Read more bytes into the read buffer, until `deadline`; with `watch_shutdown`, also
-    /// return when the acceptor stops.
+    /// Read more bytes into the read buffer, waiting until `deadline`; with `watch_shutdown`,
+    /// also return when the acceptor stops.
     async fn fill(&mut self, deadline: Instant, watch_shutdown: bool) -> io::Result<Fill> {
-        let chunk = self.acceptor.config().read_buffer_size.max(1);
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + chunk, 0);
-        let Conn {
-            stream, rbuf, cell, ..
-        } = self;
-        let read = async {
-            (&*stream)
-                .read(&mut rbuf[start..])
-                .await
-                .map(|n| (n, Fill::Data))
-        };
-        let timeout = async {
-            Timer::at(deadline).await;
-            Ok((0, Fill::TimedOut))
-        };
-        let shutdown = future::poll_fn(|cx| {
-            if watch_shutdown && cell.is_shutting_down() {
-                return Poll::Ready(Ok((0, Fill::Shutdown)));
+        loop {
+            match self.try_read() {
+                Ok(0) => return Ok(Fill::Eof),
+                Ok(_) => return Ok(Fill::Data),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
-            if watch_shutdown {
+            let cell = &self.cell;
+            let readable = async { self.stream.readable().await.map(|()| Fill::Data) };
+            let timeout = async {
+                Timer::at(deadline).await;
+                Ok(Fill::TimedOut)
+            };
+            let shutdown = future::poll_fn(|cx| {
+                if !watch_shutdown {
+                    return Poll::Pending;
+                }
+                if cell.is_shutting_down() {
+                    return Poll::Ready(Ok(Fill::Shutdown));
+                }
                 cell.register(cx);
+                Poll::Pending
+            });
+            match future::or(readable, future::or(timeout, shutdown)).await? {
+                Fill::Data => {}
+                other => return Ok(other),
             }
-            Poll::Pending
-        });
-        let result = future::or(read, future::or(timeout, shutdown)).await;
-        let (n, what) = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.rbuf.truncate(start);
-                return Err(e);
-            }
-        };
-        self.rbuf.truncate(start + n);
-        Ok(match what {
-            Fill::Data if n == 0 => Fill::Eof,
-            other => other,
-        })
+        }
+    }
+
+    /// One non-blocking read into the read buffer's free space.
+    fn try_read(&mut self) -> io::Result<usize> {
+        let start = self.rbuf.len();
+        self.rbuf
+            .resize(start + self.acceptor.config().read_buffer_size.max(1), 0);
+        let result = self.stream.get_ref().read(&mut self.rbuf[start..]);
+        self.rbuf.truncate(start + *result.as_ref().unwrap_or(&0));
+        result
     }
 
     /// Wait for the deferred reply, watching the socket: a client that hangs up is noticed at
     /// once and the request's context marked closed.
-    async fn wait_reply(&mut self) -> io::Result<Waited<Wake>> {
-        self.flush().await?;
-        // A waiting connection holds no buffers.
-        if self.rbuf.is_empty() {
-            self.rbuf = Vec::new();
-        }
-        self.wbuf = Vec::new();
+    async fn wait_reply(&mut self) -> Waited<Wake> {
         let _waiting = Waiting::new(&self.acceptor);
         let limit = self.acceptor.config().max_head_size;
         let Conn {
@@ -387,18 +497,18 @@ impl Conn {
             log::debug!("client {} hung up while waiting", self.peer);
             self.cell.mark_closed();
         }
-        Ok(waited)
+        waited
     }
 
-    /// Encode a whole reply; write it unless more pipelined requests may follow it in the same
-    /// write. Returns whether the connection stays open.
-    async fn write_reply(
-        &mut self,
-        reply: Reply,
-        is_head: bool,
-        version: Version,
-        keep_alive: bool,
-    ) -> io::Result<bool> {
+    /// Encode a whole reply into the write buffer; a body larger than
+    /// [`Config::coalesce_limit`] is returned, to be written after the buffer. Also returns
+    /// whether the connection stays open.
+    fn encode_reply(&mut self, reply: Reply, exchange: Exchange) -> (bool, Option<Bytes>) {
+        let Exchange {
+            version,
+            is_head,
+            keep_alive,
+        } = exchange;
         let (status, headers, body) = reply.into_parts();
         let keep_alive = keep_alive && !wants_close(&headers);
         let with_body = status_has_body(status);
@@ -415,13 +525,14 @@ impl Conn {
             version,
             keep_alive,
         );
-        if with_body && !is_head {
-            self.push_body(body).await?;
+        if !with_body || is_head {
+            return (keep_alive, None);
         }
-        if self.wbuf.len() >= self.config().coalesce_limit {
-            self.flush().await?;
+        if body.len() <= self.config().coalesce_limit {
+            self.wbuf.extend_from_slice(&body);
+            return (keep_alive, None);
         }
-        Ok(keep_alive)
+        (keep_alive, Some(body))
     }
 
     /// Append a body to the write buffer, or write it as it is when large.
@@ -440,10 +551,13 @@ impl Conn {
         &mut self,
         head: Reply,
         chunks: async_channel::Receiver<StreamItem>,
-        is_head: bool,
-        version: Version,
-        keep_alive: bool,
+        exchange: Exchange,
     ) -> io::Result<bool> {
+        let Exchange {
+            version,
+            is_head,
+            keep_alive,
+        } = exchange;
         let (status, headers, first) = head.into_parts();
         let framing = match (status_has_body(status), version) {
             (false, _) => BodyFraming::None,
@@ -546,9 +660,12 @@ impl Conn {
     /// Answer a request that cannot be served with `status`, and close.
     async fn refuse(&mut self, status: StatusCode) -> io::Result<End> {
         log::debug!("refusing request from {}: {status}", self.peer);
-        let reply = Reply::error(status);
-        self.write_reply(reply, false, Version::Http11, false)
-            .await?;
+        let exchange = Exchange {
+            version: Version::Http11,
+            is_head: false,
+            keep_alive: false,
+        };
+        self.encode_reply(Reply::error(status), exchange);
         self.flush().await?;
         Ok(End::Linger)
     }
@@ -559,7 +676,8 @@ impl Conn {
             return;
         }
         let deadline = Instant::now() + self.config().lingering_time;
-        let mut sink = [0u8; 512];
+        let mut sink = std::mem::take(&mut self.rbuf);
+        sink.resize(self.config().read_buffer_size.max(1), 0);
         let drain = async { while let Ok(1..) = (&self.stream).read(&mut sink).await {} };
         future::or(drain, async {
             Timer::at(deadline).await;
@@ -647,41 +765,15 @@ pub fn connection_future_size() -> usize {
 mod tests {
     /// The connection task must stay small: it is most of what a waiting request costs.
     /// Raise this bound only with a measured reason (see benches/waiting_memory.rs).
-    const MAX_CONNECTION_FUTURE: usize = 1024;
+    const MAX_CONNECTION_FUTURE: usize = 512;
 
     #[test]
     fn connection_future_is_small() {
         let size = super::connection_future_size();
-        assert!(size <= MAX_CONNECTION_FUTURE, "connection future is {size} bytes");
-    }
-}
-#[cfg(test)]
-mod sizes_tmp {
-    use super::*;
-    #[test]
-    fn print_sizes() {
-        let acceptor = crate::Acceptor::bind("127.0.0.1:0", |_: &crate::Request| Handled::Deferred).unwrap();
-        let client = TcpStream::connect(acceptor.local_addr()).unwrap();
-        let stream = Async::new(client).unwrap();
-        let (_guard, cell) = acceptor.handle().register_connection();
-        let mut conn = Conn { stream, peer: acceptor.local_addr(), local: acceptor.local_addr(), cell, acceptor: acceptor.handle(), rbuf: Vec::new(), wbuf: Vec::new(), served: 0 };
-        let h: &dyn Handler = &|_: &crate::Request| Handled::Deferred;
-        eprintln!("conn {}", std::mem::size_of::<Conn>());
-        eprintln!("run {}", std::mem::size_of_val(&conn.run(h)));
-        eprintln!("read_head {}", std::mem::size_of_val(&conn.read_head()));
-        eprintln!("fill {}", std::mem::size_of_val(&conn.fill(Instant::now(), true)));
-        eprintln!("wait_reply {}", std::mem::size_of_val(&conn.wait_reply()));
-        eprintln!("flush {}", std::mem::size_of_val(&conn.flush()));
-        eprintln!("write_all {}", std::mem::size_of_val(&conn.write_all(b"")));
-        eprintln!("write_reply {}", std::mem::size_of_val(&conn.write_reply(Reply::default(), false, Version::Http11, true)));
-        let (_tx, rx) = async_channel::bounded(1);
-        eprintln!("write_stream {}", std::mem::size_of_val(&conn.write_stream(Reply::default(), rx, false, Version::Http11, true)));
-        eprintln!("push_body {}", std::mem::size_of_val(&conn.push_body(Bytes::new())));
-        eprintln!("refuse {}", std::mem::size_of_val(&conn.refuse(StatusCode::OK)));
-        eprintln!("linger {}", std::mem::size_of_val(&conn.linger()));
-        eprintln!("timer {}", std::mem::size_of::<Timer>());
-        eprintln!("head {}", std::mem::size_of::<Head>());
-        eprintln!("wake {}", std::mem::size_of::<Wake>());
-        eprintln!("request {}", std::mem::size_of::<crate::Request>());
+        eprintln!("connection future: {size} bytes");
+        assert!(
+            size <= MAX_CONNECTION_FUTURE,
+            "connection future is {size} bytes"
+        );
     }
 }

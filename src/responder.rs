@@ -49,7 +49,7 @@ enum Slot {
 
 /// What a waiting connection learns from its cell.
 pub(crate) enum Wake {
-    Delivered(Delivery),
+    Delivered(Box<Delivery>),
     Abandoned,
 }
 
@@ -182,7 +182,7 @@ impl ConnCell {
             Slot::Remote(rx) => match rx.as_mut().poll_next(cx) {
                 Poll::Ready(Some(d)) => {
                     *slot = Slot::Waiting;
-                    Poll::Ready(Wake::Delivered(d))
+                    Poll::Ready(Wake::Delivered(Box::new(d)))
                 }
                 Poll::Ready(None) => {
                     *slot = Slot::Waiting;
@@ -194,7 +194,7 @@ impl ConnCell {
                 }
             },
             Slot::Delivered(_) | Slot::Abandoned => match std::mem::take(&mut *slot) {
-                Slot::Delivered(d) => Poll::Ready(Wake::Delivered(*d)),
+                Slot::Delivered(d) => Poll::Ready(Wake::Delivered(d)),
                 _ => Poll::Ready(Wake::Abandoned),
             },
         }
@@ -207,7 +207,7 @@ impl ConnCell {
             Slot::Waiting | Slot::Remote(_) => return None,
         }
         match std::mem::take(&mut *self.slot.borrow_mut()) {
-            Slot::Delivered(d) => Some(Wake::Delivered(*d)),
+            Slot::Delivered(d) => Some(Wake::Delivered(d)),
             _ => Some(Wake::Abandoned),
         }
     }

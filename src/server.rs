@@ -143,7 +143,13 @@ impl AcceptorRef {
     pub(crate) fn register_connection(&self) -> (ConnGuard, Rc<ConnCell>) {
         let cell = Rc::new(ConnCell::default());
         let key = self.0.conns.borrow_mut().insert(cell.clone());
-        (ConnGuard { shared: self.clone(), key }, cell)
+        (
+            ConnGuard {
+                shared: self.clone(),
+                key,
+            },
+            cell,
+        )
     }
 
     pub(crate) fn waiting_changed(&self, delta: isize) {
