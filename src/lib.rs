@@ -83,6 +83,11 @@ pub use server::{Acceptor, AcceptorBuilder, AcceptorRef, StopHandle};
 
 /// Re-export of `bytes`: reply bodies are [`bytes::Bytes`], shared without copying.
 pub use bytes;
+/// The README's code, compiled as a doc test so that the tour stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Measurements for benches and tests; not part of the API.
 #[doc(hidden)]
 pub mod __measure {
