@@ -56,22 +56,25 @@ pub(crate) fn parse_head(
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(len)) if len <= config.max_head_size => len,
-        Ok(httparse::Status::Complete(_)) => {
-            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-        }
         Ok(httparse::Status::Partial) if buf.len() < config.max_head_size => return Ok(None),
-        Ok(httparse::Status::Partial) => {
-            let line_complete = buf[..config.max_head_size].contains(&b'\n');
-            return Err(if line_complete {
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-            } else {
-                StatusCode::URI_TOO_LONG
-            });
+        Ok(httparse::Status::Complete(_) | httparse::Status::Partial) => {
+            return Err(too_large(&buf[..config.max_head_size]))
         }
         Err(httparse::Error::TooManyHeaders) => {
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         }
-        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+        Err(httparse::Error::Version) => {
+            return match version_verdict(buf) {
+                Verdict::Malformed => Err(StatusCode::BAD_REQUEST),
+                Verdict::Unsupported => Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+                Verdict::LaterMinor(at) => {
+                    // RFC 9110 §2.5: a later HTTP/1.x is served as HTTP/1.1, the highest we know.
+                    let mut patched = buf.to_vec();
+                    patched[at] = b'1';
+                    parse_head(&patched, config, peer, local)
+                }
+            };
+        }
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     };
     let version = match req.version {
@@ -178,6 +181,56 @@ pub(crate) fn parse_head(
         },
         len,
     )))
+}
+
+/// The status for a head over the size limit (`start` is its first `max_head_size` bytes).
+fn too_large(start: &[u8]) -> StatusCode {
+    if start.contains(&b'\n') {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    } else {
+        StatusCode::URI_TOO_LONG
+    }
+}
+
+/// What to make of a request line whose version httparse refused.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Not `HTTP/DIGIT.DIGIT` at all: an invalid request line (RFC 9112 §3).
+    Malformed,
+    /// A well-formed version of another major version: 505.
+    Unsupported,
+    /// `HTTP/1.x` with x > 1: served as HTTP/1.1; the minor digit is at this offset.
+    LaterMinor(usize),
+}
+
+fn version_verdict(buf: &[u8]) -> Verdict {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let line = &buf[start..];
+    let line = &line[..line
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(line.len())];
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Verdict::Malformed;
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
+            let at = start + line.len() - 1;
+            Verdict::LaterMinor(at)
+        }
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Verdict::Unsupported
+        }
+        _ => Verdict::Malformed,
+    }
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -416,6 +469,27 @@ mod tests {
             decode_all(b"ffffffffffffffff\r\n", 8).unwrap_err(),
             BodyError::TooLarge
         );
+    }
+
+    #[test]
+    fn version_verdicts() {
+        assert_eq!(version_verdict(b"GET / HTTP/2.0\r\n"), Verdict::Unsupported);
+        assert_eq!(
+            version_verdict(b"GET / HTTP/1.2\r\n"),
+            Verdict::LaterMinor(13)
+        );
+        assert_eq!(
+            version_verdict(b"\r\nGET / HTTP/1.9\r\n"),
+            Verdict::LaterMinor(15)
+        );
+        assert_eq!(
+            version_verdict(b"GET /a b HTTP/1.1\r\n"),
+            Verdict::Malformed
+        );
+        assert_eq!(version_verdict(b"GET / FOO/1.1\r\n"), Verdict::Malformed);
+        assert_eq!(version_verdict(b"GET / http/1.1\r\n"), Verdict::Malformed);
+        assert_eq!(version_verdict(b"GET / HTTP/1.10\r\n"), Verdict::Malformed);
+        assert_eq!(version_verdict(b"GET /"), Verdict::Malformed);
     }
 
     #[test]
