@@ -361,6 +361,7 @@ impl std::fmt::Debug for SavedContext {
 
 pin_project_lite::pin_project! {
     /// A future that runs with a [`SavedContext`] current; see [`SavedContext::scope`].
+    /// Context locals set inside it keep their values across `.await`s.
     #[must_use = "futures do nothing unless polled"]
     pub struct Scoped<F> {
         ctx: SavedContext,
@@ -369,12 +370,34 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// While a [`Scoped`] future is polled, its frame is current; afterwards (also on panic) the
+/// frame, with whatever was set in it, goes back into the future and the previous one is current.
+struct ScopeGuard<'a> {
+    slot: &'a mut Frame,
+    prev: Option<Frame>,
+}
+
+impl Drop for ScopeGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(prev) = self.prev.take() {
+            if let Ok(frame) = CURRENT.try_with(|c| c.replace(prev)) {
+                *self.slot = frame;
+            }
+        }
+    }
+}
+
 impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _restore = enter(this.ctx.frame.clone());
+        let frame = std::mem::take(&mut this.ctx.frame);
+        let prev = CURRENT.with(|c| c.replace(frame));
+        let _guard = ScopeGuard {
+            slot: &mut this.ctx.frame,
+            prev: Some(prev),
+        };
         this.future.poll(cx)
     }
 }

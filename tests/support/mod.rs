@@ -39,12 +39,21 @@ impl Server {
         let thread = std::thread::spawn(move || {
             let ex: LocalExecutor<'static> = LocalExecutor::new();
             let handler = make(&ex);
-            let acceptor = Acceptor::builder().listen(addr).config(config).bind(handler).unwrap();
-            tx.send((acceptor.local_addr(), acceptor.stop_handle())).unwrap();
+            let acceptor = Acceptor::builder()
+                .listen(addr)
+                .config(config)
+                .bind(handler)
+                .unwrap();
+            tx.send((acceptor.local_addr(), acceptor.stop_handle()))
+                .unwrap();
             async_io::block_on(ex.run(acceptor.serve(&ex))).unwrap();
         });
         let (addr, stop) = rx.recv().expect("server thread failed to start");
-        Server { addr, stop, thread: Some(thread) }
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn stop_handle(&self) -> StopHandle {
@@ -97,7 +106,10 @@ pub struct Response {
 impl Response {
     /// First header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -113,7 +125,10 @@ pub struct Reader<R> {
 
 impl<R: Read> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader { inner, buf: Vec::new() }
+        Reader {
+            inner,
+            buf: Vec::new(),
+        }
     }
 
     pub fn get_ref(&self) -> &R {
@@ -170,7 +185,11 @@ impl<R: Read> Reader<R> {
             let (n, v) = line.split_once(':').unwrap_or((&line, ""));
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
-        Ok(Response { status, headers, body: Vec::new() })
+        Ok(Response {
+            status,
+            headers,
+            body: Vec::new(),
+        })
     }
 
     /// Read one chunk of a chunked body; `None` at the last chunk (trailers consumed).
@@ -185,7 +204,10 @@ impl<R: Read> Reader<R> {
         let data = self.exact(size)?;
         let crlf = self.exact(2)?;
         if crlf != b"\r\n" {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "chunk without CRLF"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "chunk without CRLF",
+            ));
         }
         Ok(Some(data))
     }
@@ -197,12 +219,16 @@ impl<R: Read> Reader<R> {
         if no_body {
             return Ok(r);
         }
-        if r.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        if r.header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+        {
             while let Some(c) = self.chunk()? {
                 r.body.extend(c);
             }
         } else if let Some(len) = r.header("content-length") {
-            let len: usize = len.parse().map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+            let len: usize = len
+                .parse()
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
             r.body = self.exact(len)?;
         } else {
             while self.fill()? {}
@@ -231,5 +257,7 @@ pub fn parse_all(bytes: &[u8]) -> Vec<Response> {
 pub fn request(server: &Server, raw: &str) -> Response {
     let stream = server.connect();
     (&stream).write_all(raw.as_bytes()).unwrap();
-    Reader::new(stream).response(raw.starts_with("HEAD ")).unwrap()
+    Reader::new(stream)
+        .response(raw.starts_with("HEAD "))
+        .unwrap()
 }
