@@ -36,10 +36,12 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serve one connection until it closes.
 ///
-/// The task alternates between two phases. The *active* phase reads, parses, dispatches and
-/// writes, for as many requests as come without waiting; it is the larger state, so it lives in
-/// a box that exists only while the connection is active. The *waiting* phase, where a long-poll
-/// request spends its life, is small and inline: the task's future stays a few hundred bytes.
+/// The task alternates between phases. The *active* phase reads, parses, dispatches and
+/// writes, for as many requests as arrive without waiting; it is the larger state, so it lives
+/// in a box that exists only while the connection is active. The *waiting* phase, where a
+/// long-poll request spends its life, and the *idle* phase between keep-alive requests are small
+/// and inline, and hold no buffers (read buffers go back to the acceptor's pool): the task's
+/// future stays a few hundred bytes.
 pub(crate) fn serve(
     stream: Async<TcpStream>,
     peer: SocketAddr,
@@ -72,6 +74,11 @@ pub(crate) fn serve(
                     Waited::Shutdown => resume = Some(Resume::Shutdown(exchange)),
                     Waited::Gone => break Ok(End::Close),
                 },
+                Ok(Phase::Idle) => {
+                    if !conn.wait_idle().await {
+                        break Ok(End::Close);
+                    }
+                }
                 Ok(Phase::End(end)) => break Ok(end),
                 Err(e) => break Err(e),
             }
@@ -90,6 +97,8 @@ pub(crate) fn serve(
 enum Phase {
     /// A request waits for its deferred reply.
     Deferred(Exchange),
+    /// The connection is idle between requests.
+    Idle,
     /// The connection is over.
     End(End),
 }
@@ -127,7 +136,9 @@ enum Next {
     Dispatched(Exchange, Option<Wake>),
     /// The request cannot be served: answer with this status and close.
     Refused(StatusCode),
-    /// The connection ends quietly (EOF, idle timeout, shutdown between requests).
+    /// Nothing to read between requests.
+    Idle,
+    /// The connection ends quietly (EOF, shutdown between requests).
     End,
 }
 
@@ -136,7 +147,17 @@ enum Fill {
     Data,
     Eof,
     TimedOut,
-    Shutdown,
+}
+
+/// What reading a request head gave.
+enum HeadRead {
+    Head(Head),
+    /// Refuse with this status and close.
+    Refused(StatusCode),
+    /// Nothing to read between requests: wait outside the active phase.
+    Idle,
+    /// The connection ends quietly (EOF, shutdown between requests).
+    End,
 }
 
 /// What ended a wait for a deferred reply or the next stream chunk.
@@ -207,12 +228,12 @@ impl Conn {
                     Next::Dispatched(exchange, Some(wake)) => (exchange, wake),
                     Next::Dispatched(exchange, None) => {
                         self.flush().await?;
-                        // A waiting connection holds no buffers.
-                        if self.rbuf.is_empty() {
-                            self.rbuf = Vec::new();
-                        }
-                        self.wbuf = Vec::new();
+                        self.release_buffers();
                         return Ok(Phase::Deferred(exchange));
+                    }
+                    Next::Idle => {
+                        self.release_buffers();
+                        return Ok(Phase::Idle);
                     }
                     Next::Refused(status) => return self.refuse(status).await.map(Phase::End),
                     Next::End => {
@@ -228,7 +249,10 @@ impl Conn {
                         self.encode_reply(reply, exchange)
                     }
                     Delivery::Stream(head, chunks) => {
-                        let keep_alive = self.write_stream(head, chunks, exchange).await;
+                        // Streams hold more state and are rarer: boxed, so the active phase's
+                        // own box stays small (and cheap to allocate per request).
+                        let stream = self.write_stream(head, chunks, exchange);
+                        let keep_alive = Box::pin(stream).await;
                         self.cell.finish_request();
                         (keep_alive?, None)
                     }
@@ -256,9 +280,10 @@ impl Conn {
     /// Read the next request, head and body, and hand it to the handler.
     async fn next_request(&mut self, handler: &dyn Handler) -> io::Result<Next> {
         let head = match self.read_head().await? {
-            None => return Ok(Next::End),
-            Some(Err(status)) => return Ok(Next::Refused(status)),
-            Some(Ok(head)) => head,
+            HeadRead::Head(head) => head,
+            HeadRead::Refused(status) => return Ok(Next::Refused(status)),
+            HeadRead::Idle => return Ok(Next::Idle),
+            HeadRead::End => return Ok(Next::End),
         };
         let body = match self.buffered_body(head.framing) {
             Some(body) => body,
@@ -321,9 +346,9 @@ impl Conn {
         self.cell.take_ready()
     }
 
-    /// Read until one request head is parsed. `None`: the connection ends quietly (EOF, idle
-    /// timeout, shutdown between requests).
-    async fn read_head(&mut self) -> io::Result<Option<Result<Head, StatusCode>>> {
+    /// Read until one request head is parsed, or until the connection is idle between requests
+    /// with nothing to read (then the task waits outside the active phase).
+    async fn read_head(&mut self) -> io::Result<HeadRead> {
         let mut deadline = None;
         loop {
             if !self.rbuf.is_empty() {
@@ -331,26 +356,32 @@ impl Conn {
                 match parse_head(&self.rbuf, config, self.peer, self.local) {
                     Ok(Some((head, len))) => {
                         self.rbuf.drain(..len);
-                        return Ok(Some(Ok(head)));
+                        return Ok(HeadRead::Head(head));
                     }
                     Ok(None) => {}
-                    Err(status) => return Ok(Some(Err(status))),
+                    Err(status) => return Ok(HeadRead::Refused(status)),
                 }
                 deadline.get_or_insert_with(|| Instant::now() + config.head_timeout);
             }
             // Replies to earlier pipelined requests go out before waiting for more input.
             self.flush().await?;
-            let idle = self.rbuf.is_empty();
-            if idle && self.cell.is_shutting_down() {
-                return Ok(None);
-            }
-            let until =
-                deadline.unwrap_or_else(|| Instant::now() + self.config().keep_alive_timeout);
-            match self.fill(until, idle).await? {
+            let Some(until) = deadline else {
+                // Between requests: take what has arrived, or go idle.
+                if self.cell.is_shutting_down() {
+                    return Ok(HeadRead::End);
+                }
+                match self.try_read() {
+                    Ok(0) => return Ok(HeadRead::End),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(HeadRead::Idle),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            match self.fill(until).await? {
                 Fill::Data => {}
-                Fill::Eof | Fill::Shutdown => return Ok(None),
-                Fill::TimedOut if idle => return Ok(None),
-                Fill::TimedOut => return Ok(Some(Err(StatusCode::REQUEST_TIMEOUT))),
+                Fill::Eof => return Ok(HeadRead::End),
+                Fill::TimedOut => return Ok(HeadRead::Refused(StatusCode::REQUEST_TIMEOUT)),
             }
         }
     }
@@ -393,8 +424,8 @@ impl Conn {
                 }
                 self.rbuf.reserve(len.saturating_sub(self.rbuf.len()));
                 while self.rbuf.len() < len {
-                    match self.fill(deadline, false).await? {
-                        Fill::Data | Fill::Shutdown => {}
+                    match self.fill(deadline).await? {
+                        Fill::Data => {}
                         Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
                         Fill::TimedOut => return Ok(Err(StatusCode::REQUEST_TIMEOUT)),
                     }
@@ -418,8 +449,8 @@ impl Conn {
                     if decoder.is_done() {
                         return Ok(Ok(Bytes::from(body)));
                     }
-                    match self.fill(deadline, false).await? {
-                        Fill::Data | Fill::Shutdown => {}
+                    match self.fill(deadline).await? {
+                        Fill::Data => {}
                         Fill::Eof => return Err(io::ErrorKind::UnexpectedEof.into()),
                         Fill::TimedOut => return Ok(Err(StatusCode::REQUEST_TIMEOUT)),
                     }
@@ -428,9 +459,8 @@ impl Conn {
         }
     }
 
-    /// Read more bytes into the read buffer, waiting until `deadline`; with `watch_shutdown`,
-    /// also return when the acceptor stops.
-    async fn fill(&mut self, deadline: Instant, watch_shutdown: bool) -> io::Result<Fill> {
+    /// Read more bytes into the read buffer, waiting until `deadline`.
+    async fn fill(&mut self, deadline: Instant) -> io::Result<Fill> {
         loop {
             match self.try_read() {
                 Ok(0) => return Ok(Fill::Eof),
@@ -439,31 +469,52 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            let cell = &self.cell;
             let readable = async { self.stream.readable().await.map(|()| Fill::Data) };
             let timeout = async {
                 Timer::at(deadline).await;
                 Ok(Fill::TimedOut)
             };
-            let shutdown = future::poll_fn(|cx| {
-                if !watch_shutdown {
-                    return Poll::Pending;
-                }
-                if cell.is_shutting_down() {
-                    return Poll::Ready(Ok(Fill::Shutdown));
-                }
-                cell.register(cx);
-                Poll::Pending
-            });
-            match future::or(readable, future::or(timeout, shutdown)).await? {
+            match future::or(readable, timeout).await? {
                 Fill::Data => {}
                 other => return Ok(other),
             }
         }
     }
 
+    /// A connection that waits holds no buffers (unless pipelined bytes are kept).
+    fn release_buffers(&mut self) {
+        if self.rbuf.is_empty() {
+            self.acceptor.recycle_buffer(std::mem::take(&mut self.rbuf));
+        }
+        self.wbuf = Vec::new();
+    }
+
+    /// Wait, holding no buffers, for the next request's first bytes; `false` when the
+    /// connection should close instead (keep-alive timeout, shutdown, socket error).
+    async fn wait_idle(&mut self) -> bool {
+        let mut timeout = Timer::after(self.config().keep_alive_timeout);
+        let Conn { stream, cell, .. } = self;
+        future::poll_fn(|cx| {
+            if cell.is_shutting_down() {
+                return Poll::Ready(false);
+            }
+            cell.register(cx);
+            if let Poll::Ready(result) = stream.poll_readable(cx) {
+                return Poll::Ready(result.is_ok());
+            }
+            if Pin::new(&mut timeout).poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// One non-blocking read into the read buffer's free space.
     fn try_read(&mut self) -> io::Result<usize> {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = self.acceptor.take_buffer();
+        }
         let start = self.rbuf.len();
         self.rbuf
             .resize(start + self.acceptor.config().read_buffer_size.max(1), 0);

@@ -55,7 +55,9 @@ pub(crate) struct RequestState {
     /// Status of the reply under construction.
     status: Cell<StatusCode>,
     /// Header fields of the reply under construction.
-    headers: RefCell<HeaderMap>,
+    /// Header fields of the reply under construction; allocated when the first is set, since
+    /// most waiting requests never set one.
+    headers: RefCell<Option<Box<HeaderMap>>>,
     session: RefCell<Option<Rc<dyn Any>>>,
     acceptor: AcceptorRef,
     cell: Rc<ConnCell>,
@@ -70,7 +72,7 @@ impl RequestState {
         RequestState {
             request,
             status: Cell::new(StatusCode::OK),
-            headers: RefCell::new(HeaderMap::new()),
+            headers: RefCell::new(None),
             session: RefCell::new(None),
             acceptor,
             cell,
@@ -83,12 +85,23 @@ impl RequestState {
         &self.request
     }
 
+    fn headers_mut<R>(&self, f: impl FnOnce(&mut HeaderMap) -> R) -> R {
+        f(self
+            .headers
+            .borrow_mut()
+            .get_or_insert_with(Default::default))
+    }
+
     /// Take the reply right, if still here.
     pub(crate) fn take_responder(&self) -> Option<Responder> {
         if self.replied.replace(true) {
             return None;
         }
-        let headers = std::mem::take(&mut *self.headers.borrow_mut());
+        let headers = self
+            .headers
+            .borrow_mut()
+            .take()
+            .map_or_else(HeaderMap::new, |h| *h);
         let draft = Some((self.status.get(), headers));
         let queue = self.acceptor.config().stream_queue_len;
         Some(Responder::new(self.cell.clone(), self.seq, draft, queue))
@@ -103,7 +116,12 @@ impl RequestState {
 
     fn body_reply(&self, body: Bytes) -> Reply {
         let mut reply = Reply::new(self.status.get()).with_body(body);
-        if !self.headers.borrow().contains_key(CONTENT_TYPE) {
+        if !self
+            .headers
+            .borrow()
+            .as_ref()
+            .is_some_and(|h| h.contains_key(CONTENT_TYPE))
+        {
             reply
                 .headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
@@ -465,7 +483,7 @@ pub fn status() -> StatusCode {
 /// # Panics
 /// Outside any request context.
 pub fn set_header(name: HeaderName, value: HeaderValue) {
-    state().headers.borrow_mut().insert(name, value);
+    state().headers_mut(|h| h.insert(name, value));
 }
 
 /// Add a header field to the reply under construction, keeping fields of that name.
@@ -473,7 +491,7 @@ pub fn set_header(name: HeaderName, value: HeaderValue) {
 /// # Panics
 /// Outside any request context.
 pub fn append_header(name: HeaderName, value: HeaderValue) {
-    state().headers.borrow_mut().append(name, value);
+    state().headers_mut(|h| h.append(name, value));
 }
 
 /// Remove every header field of that name from the reply under construction.
@@ -481,7 +499,7 @@ pub fn append_header(name: HeaderName, value: HeaderValue) {
 /// # Panics
 /// Outside any request context.
 pub fn remove_header(name: &HeaderName) {
-    state().headers.borrow_mut().remove(name);
+    state().headers_mut(|h| h.remove(name));
 }
 
 /// A copy of the header fields of the reply under construction.
@@ -489,7 +507,12 @@ pub fn remove_header(name: &HeaderName) {
 /// # Panics
 /// Outside any request context.
 pub fn headers() -> HeaderMap {
-    state().headers.borrow().clone()
+    state()
+        .headers
+        .borrow()
+        .as_deref()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The current session slot (Hunchentoot's `*session*`), if one was set.

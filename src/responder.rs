@@ -108,13 +108,21 @@ impl ConnCell {
         self.closed.set(true);
         let slot = std::mem::take(&mut *self.slot.borrow_mut());
         drop(slot);
-        self.closed_event.notify(usize::MAX);
+        self.notify_closed();
     }
 
     /// The current request is answered and written: wake `closed()` watchers of it.
     pub(crate) fn finish_request(&self) {
         self.seq.set(self.seq.get().wrapping_add(1));
-        self.closed_event.notify(usize::MAX);
+        self.notify_closed();
+    }
+
+    /// Wake `closed()` watchers; the check keeps the event's list unallocated when nobody
+    /// watches (most connections).
+    fn notify_closed(&self) {
+        if self.closed_event.total_listeners() > 0 {
+            self.closed_event.notify(usize::MAX);
+        }
     }
 
     pub(crate) fn start_shutdown(&self) {

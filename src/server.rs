@@ -69,6 +69,7 @@ impl AcceptorBuilder {
                         conns: RefCell::new(Slab::new()),
                         conn_closed: Event::new(),
                         waiting: Cell::new(0),
+                        buffers: RefCell::new(Vec::new()),
                     });
                     return Ok(Acceptor {
                         listener,
@@ -106,6 +107,8 @@ pub(crate) struct Shared {
     conn_closed: Event,
     /// Requests waiting for a deferred reply.
     waiting: Cell<usize>,
+    /// Read buffers given back by connections that went idle or started waiting.
+    buffers: RefCell<Vec<Vec<u8>>>,
 }
 
 /// A handle to the acceptor serving a request, from [`context::acceptor`](crate::context::acceptor)
@@ -150,6 +153,30 @@ impl AcceptorRef {
             },
             cell,
         )
+    }
+
+    /// An empty read buffer with room for one read.
+    pub(crate) fn take_buffer(&self) -> Vec<u8> {
+        let size = self.0.config.read_buffer_size;
+        self.0
+            .buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(size))
+    }
+
+    /// Give back a read buffer; it is kept for reuse if it is of the usual size and the pool has
+    /// room, else freed.
+    pub(crate) fn recycle_buffer(&self, mut buf: Vec<u8>) {
+        let config = &self.0.config;
+        let mut pool = self.0.buffers.borrow_mut();
+        if buf.capacity() >= config.read_buffer_size
+            && buf.capacity() <= 2 * config.read_buffer_size
+            && pool.len() < config.buffer_pool_len
+        {
+            buf.clear();
+            pool.push(buf);
+        }
     }
 
     pub(crate) fn waiting_changed(&self, delta: isize) {
