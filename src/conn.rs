@@ -626,9 +626,14 @@ impl Conn {
             version,
             keep_alive,
         );
-        if with_body {
-            self.push_chunk(first, framing).await?;
+        if !with_body {
+            // HEAD, 204, 304: the head is the whole reply. Dropping the queue tells the producer
+            // (its sender reports the client gone) instead of waiting for a body nobody reads.
+            drop(chunks);
+            self.flush().await?;
+            return Ok(keep_alive);
         }
+        self.push_chunk(first, framing).await?;
         self.flush().await?;
         let mut chunks = std::pin::pin!(chunks);
         loop {
@@ -652,27 +657,23 @@ impl Conn {
             .await;
             match next {
                 Waited::Ready(Some(StreamItem::Data(data))) => {
-                    if with_body {
-                        self.push_chunk(data, framing).await?;
-                        // Batch whatever else is already queued into the same write.
-                        while self.wbuf.len() < self.config().coalesce_limit {
-                            match chunks.try_recv() {
-                                Ok(StreamItem::Data(more)) => {
-                                    self.push_chunk(more, framing).await?
-                                }
-                                Ok(StreamItem::Abort) => return self.abort_stream().await,
-                                Err(_) => break,
-                            }
+                    self.push_chunk(data, framing).await?;
+                    // Batch whatever else is already queued into the same write.
+                    while self.wbuf.len() < self.config().coalesce_limit {
+                        match chunks.try_recv() {
+                            Ok(StreamItem::Data(more)) => self.push_chunk(more, framing).await?,
+                            Ok(StreamItem::Abort) => return self.abort_stream().await,
+                            Err(_) => break,
                         }
-                        self.flush().await?;
                     }
+                    self.flush().await?;
                 }
                 Waited::Ready(Some(StreamItem::Abort)) => return self.abort_stream().await,
                 Waited::Ready(None) | Waited::Shutdown => {
                     if matches!(next, Waited::Shutdown) {
                         keep_alive = false;
                     }
-                    if with_body && framing == BodyFraming::Chunked {
+                    if framing == BodyFraming::Chunked {
                         self.wbuf.extend_from_slice(LAST_CHUNK);
                     }
                     self.flush().await?;

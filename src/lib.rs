@@ -54,9 +54,6 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-// Send errors hand the undelivered `Reply` back by value (136 bytes); boxing it would cost an
-// allocation on every successful send to make the rare error path smaller.
-#![allow(clippy::result_large_err)]
 
 mod actor;
 mod config;

@@ -28,7 +28,8 @@ use crate::request::Version;
 #[derive(Debug, Clone, Default)]
 pub struct Reply {
     status: StatusCode,
-    headers: HeaderMap,
+    /// Boxed so that a `Reply` is small to move, and so are the errors that hand one back.
+    headers: Box<HeaderMap>,
     body: Bytes,
 }
 
@@ -59,7 +60,7 @@ impl Reply {
     pub fn new(status: StatusCode) -> Reply {
         Reply {
             status,
-            headers: HeaderMap::new(),
+            headers: Box::default(),
             body: Bytes::new(),
         }
     }
@@ -89,7 +90,7 @@ impl Reply {
     /// assert_eq!(r.headers()["content-type"], "application/json");
     /// ```
     pub fn with_type(content_type: &'static str, body: impl Into<Bytes>) -> Reply {
-        let mut headers = HeaderMap::new();
+        let mut headers = Box::<HeaderMap>::default();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         Reply {
             status: StatusCode::OK,
@@ -168,13 +169,13 @@ impl Reply {
     }
 
     pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
-        (self.status, self.headers, self.body)
+        (self.status, *self.headers, self.body)
     }
 
     pub(crate) fn from_parts(status: StatusCode, headers: HeaderMap, body: Bytes) -> Reply {
         Reply {
             status,
-            headers,
+            headers: Box::new(headers),
             body,
         }
     }

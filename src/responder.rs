@@ -302,7 +302,8 @@ impl Responder {
 
     /// Send the status and header fields of `head` now and its body (if any) as the first chunk;
     /// further chunks go through the returned [`BodySender`]. On HTTP/1.1 the body is chunked;
-    /// on HTTP/1.0 it ends when the connection closes.
+    /// on HTTP/1.0 it ends when the connection closes. For a `HEAD` request (and a 204 or 304
+    /// status) the head is the whole reply: the sender then reports the client gone.
     ///
     /// # Errors
     /// [`SendError::ClientGone`] with `head` if the client has hung up.

@@ -35,3 +35,30 @@ fn fail(message: &str, usage: &str) -> ! {
 pub fn announce(acceptor: &iomux::Acceptor) {
     println!("listening on http://{}", acceptor.local_addr());
 }
+
+/// The value of the query parameter `name` (`?name=value&...`), as sent (not percent-decoded).
+#[allow(dead_code)] // not every example takes parameters
+pub fn query_param<'a>(request: &'a iomux::Request, name: &str) -> Option<&'a str> {
+    request.query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+/// The query parameter `name` as a whole number: `default` when absent, at most `max`. When it
+/// is not a number, the `Err` is the `400 Bad Request` reply to send.
+#[allow(dead_code)] // not every example takes parameters
+pub fn number_param(
+    request: &iomux::Request,
+    name: &str,
+    default: u64,
+    max: u64,
+) -> Result<u64, iomux::Reply> {
+    match query_param(request, name) {
+        None => Ok(default),
+        Some(text) => text.parse::<u64>().map(|n| n.min(max)).map_err(|_| {
+            iomux::Reply::text(format!("{name} must be a whole number, not {text:?}\n"))
+                .with_status(iomux::http::StatusCode::BAD_REQUEST)
+        }),
+    }
+}
