@@ -4,8 +4,6 @@
 mod support;
 
 use std::cell::RefCell;
-use std::io::Write;
-use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -19,7 +17,7 @@ use iomux::{
     context, context_local, safe_closure, with_restored_context, with_saved_context, Handled,
     Mailbox, NoContextError, Reply, Request, SavedContext, SendError,
 };
-use support::{Reader, Server};
+use support::{connect, get, write, Reader, Server};
 
 context_local! {
     /// Who is asking, like a special variable.
@@ -367,21 +365,6 @@ fn outside_any_context_request_panics_and_try_request_errs() {
 // ---------------------------------------------------------------------------------------------
 // Inside a server
 // ---------------------------------------------------------------------------------------------
-
-fn connect(server: &Server) -> TcpStream {
-    let s = server.connect();
-    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    s
-}
-
-fn write(stream: &TcpStream, raw: &str) {
-    let mut s = stream;
-    s.write_all(raw.as_bytes()).unwrap();
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
 
 /// What the current context says, as text.
 fn describe_current() -> String {

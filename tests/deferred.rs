@@ -4,8 +4,7 @@
 mod support;
 
 use std::cell::RefCell;
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::{ErrorKind, Read};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
@@ -18,27 +17,10 @@ use iomux::{
     context, with_restored_context, with_saved_context, Handled, Mailbox, MailboxError,
     RemoteResponder, Reply, Request, Responder, SavedContext, SendError,
 };
-use support::{Reader, Response, Server};
+use support::{connect, get, write, Reader, Response, Server};
 
-/// Longest a client waits for a response before the test fails.
-const READ_TIMEOUT: Duration = Duration::from_secs(4);
 /// Longest the test waits for a report from the server side.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn connect(server: &Server) -> TcpStream {
-    let s = server.connect();
-    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    s
-}
-
-fn write(stream: &TcpStream, raw: &str) {
-    let mut s = stream;
-    s.write_all(raw.as_bytes()).unwrap();
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
 
 /// One request on a fresh connection, one response.
 fn fetch(server: &Server, path: &str) -> Response {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::thread;
@@ -16,25 +16,9 @@ use iomux::{
     context, with_restored_context, with_saved_context, BodySender, ChunkError, Config, Handled,
     Mailbox, Reply, Request, SavedContext,
 };
-use support::{Reader, Server};
+use support::{connect, get, write, Reader, Server};
 
-const READ_TIMEOUT: Duration = Duration::from_secs(4);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
-
-fn connect(server: &Server) -> TcpStream {
-    let s = server.connect();
-    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-    s
-}
-
-fn write(stream: &TcpStream, raw: &str) {
-    let mut s = stream;
-    s.write_all(raw.as_bytes()).unwrap();
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
-}
 
 fn is_chunked(r: &support::Response) -> bool {
     r.header("transfer-encoding")

@@ -261,3 +261,19 @@ pub fn request(server: &Server, raw: &str) -> Response {
         .response(raw.starts_with("HEAD "))
         .unwrap()
 }
+
+/// Open a client connection to `server` (with the read timeout of [`Server::connect`]).
+pub fn connect(server: &Server) -> TcpStream {
+    server.connect()
+}
+
+/// Write literal request text on a connection.
+pub fn write(stream: &TcpStream, raw: &str) {
+    let mut s = stream;
+    s.write_all(raw.as_bytes()).unwrap();
+}
+
+/// A minimal HTTP/1.1 GET for `path`.
+pub fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
+}
