@@ -360,6 +360,32 @@ impl SavedContext {
         self.state().map_or(true, |s| s.cell.is_closed(s.seq))
     }
 
+    /// Call `f` once if the saved request's client hangs up (or its connection is dropped) before
+    /// the request is answered; it is dropped uncalled when the request is answered. This lets an
+    /// actor forget a waiter the moment its client leaves, without a task or timer per waiter.
+    /// Returns `false`, dropping `f`, if the client has gone already, the request was answered,
+    /// or the context was saved outside a request. `f` runs on the event loop, from the
+    /// connection task: it must not block, and should not assume it runs inside the actor.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: iomux::SavedContext) {
+    /// use std::{cell::RefCell, rc::Rc};
+    /// let waiters: Rc<RefCell<Vec<u64>>> = Rc::default();
+    /// let (list, id) = (Rc::downgrade(&waiters), 7);
+    /// ctx.on_close(move || {
+    ///     if let Some(list) = list.upgrade() {
+    ///         list.borrow_mut().retain(|&w| w != id);
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn on_close(&self, f: impl FnOnce() + 'static) -> bool {
+        match self.state() {
+            Ok(state) => state.cell.on_close(state.seq, Box::new(f)),
+            Err(_) => false,
+        }
+    }
+
     /// Completes when the saved request's client hangs up or the request ends.
     pub fn closed(&self) -> impl Future<Output = ()> + 'static {
         let (cell, seq) = match self.state() {

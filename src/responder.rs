@@ -65,6 +65,8 @@ pub(crate) struct ConnCell {
     closed: Cell<bool>,
     /// Wakes the application's [`closed`](ConnCell::closed) futures.
     closed_event: Event,
+    /// Called once if the client goes while the current request is unanswered.
+    on_close: RefCell<Option<Box<dyn FnOnce()>>>,
     /// The acceptor is stopping.
     shutdown: Cell<bool>,
 }
@@ -109,11 +111,33 @@ impl ConnCell {
         let slot = std::mem::take(&mut *self.slot.borrow_mut());
         drop(slot);
         self.notify_closed();
+        let callback = self.on_close.borrow_mut().take();
+        if let Some(callback) = callback {
+            callback();
+        }
+    }
+
+    /// Run `f` if the client goes before request `seq` is answered. `false` (and `f` dropped)
+    /// if that can no longer happen: the client has gone already or the request is over.
+    pub(crate) fn on_close(&self, seq: u32, f: Box<dyn FnOnce()>) -> bool {
+        if self.is_closed(seq) {
+            return false;
+        }
+        let mut slot = self.on_close.borrow_mut();
+        *slot = Some(match slot.take() {
+            None => f,
+            Some(earlier) => Box::new(move || {
+                earlier();
+                f();
+            }),
+        });
+        true
     }
 
     /// The current request is answered and written: wake `closed()` watchers of it.
     pub(crate) fn finish_request(&self) {
         self.seq.set(self.seq.get().wrapping_add(1));
+        self.on_close.borrow_mut().take();
         self.notify_closed();
     }
 

@@ -283,6 +283,49 @@ fn hang_up_of_a_waiting_client_is_seen_at_once_by_closed_future() {
     assert_eq!(report.outcome, LATE_REPLY_BACK);
 }
 
+/// `SavedContext::on_close` runs its callback once when a waiting client hangs up, and never for
+/// a request that was answered.
+#[test]
+fn on_close_runs_at_hang_up_and_not_after_a_reply() {
+    let (handled_tx, handled_rx) = mpsc::channel::<()>();
+    let (closed_tx, closed_rx) = mpsc::channel::<(String, Instant)>();
+    let server = Server::start(move |_ex| {
+        let kept: RefCell<Vec<SavedContext>> = RefCell::default();
+        move |req: &Request| -> Handled {
+            let ctx = with_saved_context!();
+            let path = req.path().into_owned();
+            let tx = closed_tx.clone();
+            assert!(ctx.on_close(move || tx.send((path, Instant::now())).unwrap()));
+            handled_tx.send(()).unwrap();
+            if req.path() == "/answered" {
+                // Answered at once: the callback must be dropped, not called.
+                return Reply::text("done\n").into();
+            }
+            // Keep the context (the request waits) until the client leaves.
+            kept.borrow_mut().push(ctx);
+            Handled::Deferred
+        }
+    });
+    let answered = fetch(&server, "/answered");
+    assert_eq!(answered.text(), "done\n");
+    handled_rx.recv_timeout(REPORT_TIMEOUT).unwrap();
+
+    let closed_at = send_then_hang_up(&server, "/wait", &handled_rx);
+    let (path, at) = closed_rx
+        .recv_timeout(REPORT_TIMEOUT)
+        .expect("on_close was not called");
+    assert_eq!(path, "/wait", "the answered request's callback ran");
+    let delay = at.saturating_duration_since(closed_at);
+    assert!(
+        delay < Duration::from_millis(500),
+        "on_close ran {delay:?} after the close"
+    );
+    assert!(
+        closed_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "called twice"
+    );
+}
+
 #[test]
 fn hang_up_of_a_waiting_client_is_seen_by_polling_is_closed() {
     let (handled_tx, handled_rx) = mpsc::channel::<()>();
