@@ -633,6 +633,13 @@ def sc_info(r):
                "GET", "/sub/" + ch2, timeout=r.args.sub_timeout + 3)
     r.exchange("POST /pub to the deleted channel (recreated?)", "POST", "/pub/" + ch2, [], b"again")
 
+    ch3 = r.ch("subonly")
+    c, raw = r.start_sub("/sub/" + ch3)
+    c.wait_bytes(0.3)
+    r.exchange("GET /pub/ch: channel with a waiting subscriber, never published", "GET", "/pub/" + ch3)
+    r.finish_sub("(that subscriber's hold timeout)", c, raw, timeout=r.args.sub_timeout + 3)
+    r.exchange("GET /pub/ch: same channel after its only subscriber timed out", "GET", "/pub/" + ch3)
+
     ch = r.ch("opt")
     for path in ("/pub/" + ch, "/sub/" + ch):
         r.exchange("OPTIONS %s without Origin" % path[:4], "OPTIONS", path)

@@ -55,6 +55,10 @@ mkdir -p "$prefix/logs" "$prefix/tmp"
 if [ -f "$prefix/nginx.pid" ] && kill -0 "$(cat "$prefix/nginx.pid")" 2>/dev/null; then
     echo "an nginx from this prefix is already running: PID $(cat "$prefix/nginx.pid")" >&2; exit 1
 fi
+rm -f "$prefix/nginx.pid"
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "127.0.0.1:$port is already in use by another process" >&2; exit 1
+fi
 
 sed -e "s#@MODULE@#$module#g" -e "s#@PREFIX@#$prefix#g" -e "s#@PORT@#$port#g" \
     -e "s#@SUB_TIMEOUT@#$sub_timeout#g" -e "s#@PING_INTERVAL@#$ping_interval#g" \
@@ -76,7 +80,9 @@ for _ in $(seq 1 100); do
         tail -n 20 "$prefix/logs/error.log" >&2 || true
         exit 1
     fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    # nginx writes its pid file only after binding the listen socket
+    if [ "$(cat "$prefix/nginx.pid" 2>/dev/null)" = "$pid" ] &&
+       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         echo "PID $pid"
         echo "nchan listening on http://127.0.0.1:$port/ (prefix $prefix); stop: kill $pid"
         exit 0
