@@ -34,3 +34,17 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod config;
+mod cors;
+pub mod eventsource;
+mod hub;
+mod info;
+mod msgid;
+mod pubsub;
+
+pub use config::{AllowOrigin, FirstMessage, PubSubConfig};
+pub use hub::{spawn_hub, HubMsg, Mode, NewMessage};
+pub use info::{resident_memory, ChannelInfo, Format, Status};
+pub use msgid::{request_cursor, Cursor, InvalidMessageId, MessageId};
+pub use pubsub::{PubSub, DEMO_PAGE};

@@ -1,0 +1,244 @@
+//! `iomux-pubsub`: a ready nchan-compatible long-poll / EventSource pub/sub server.
+//!
+//! ```sh
+//! cargo run --release -p iomux-actors --bin iomux-pubsub -- --listen 127.0.0.1:8080
+//! ```
+//!
+//! Open http://127.0.0.1:8080/ for the demo page, or from a terminal:
+//!
+//! ```sh
+//! curl -i http://127.0.0.1:8080/sub/news &                       # waits for a message
+//! curl -i -d 'hello' http://127.0.0.1:8080/pub/news              # 201: the subscriber gets it
+//! curl -N -H 'Accept: text/event-stream' http://127.0.0.1:8080/sub/news   # EventSource
+//! curl http://127.0.0.1:8080/status
+//! ```
+//!
+//! Every flag can also be given in the environment as `IOMUX_` and the flag's name in capitals
+//! (`--hold-timeout 30s` = `IOMUX_HOLD_TIMEOUT=30s`); flags win. Logs go to stderr. SIGINT or
+//! SIGTERM stops the server gracefully (waiting long-polls get 503, streams end).
+
+use std::process::exit;
+use std::time::Duration;
+
+use async_executor::LocalExecutor;
+use iomux::{Acceptor, Config};
+use iomux_actors::{PubSub, PubSubConfig};
+
+const USAGE: &str = "\
+usage: iomux-pubsub [FLAGS]
+
+An nchan-compatible pub/sub server: long-poll and EventSource subscribers on
+GET /sub/{channel}, publishers on POST/PUT/GET/DELETE /pub/{channel}, figures on
+GET /status, a demo page on GET /.
+
+flags (each also read from the environment as IOMUX_<FLAG>, e.g. IOMUX_LISTEN):
+  --listen HOST:PORT            address (default 127.0.0.1:8080; port 0 picks one)
+  --buffer-length N             messages kept per channel (default 10; 0 keeps none)
+  --buffer-age DURATION         age at which buffered messages are dropped (default 1h)
+  --hold-timeout DURATION       long-poll wait before 408, 0 = forever (default 0)
+  --first-message RULE          oldest | newest | N (default oldest)
+  --heartbeat DURATION          EventSource keep-alive comment interval, 0 = none (default 30s)
+  --max-subscribers N           subscribers per channel, 0 = no limit (default 0)
+  --channel-idle-timeout DURATION  forget empty channels after this (default 5m)
+  --allow-origin POLICY         CORS: echo | none | an origin such as https://example.com or * (default echo)
+  --max-message-size BYTES      largest published message, larger gets 413 (default 1048576)
+  --max-connections N           open connections before accepting pauses (default 16384)
+  --keep-alive-timeout DURATION idle keep-alive connections are closed after this (default 60s)
+  --log LEVEL                   error | warn | info | debug | trace (default info)
+  -h, --help                    this text
+
+DURATION: a number with a unit (250ms, 30s, 5m, 1h); a bare number is seconds.";
+
+/// Everything the command line sets.
+struct Settings {
+    listen: String,
+    pubsub: PubSubConfig,
+    server: Config,
+    log: log::LevelFilter,
+}
+
+fn main() {
+    let settings = parse(std::env::args().skip(1).collect()).unwrap_or_else(|message| {
+        eprintln!("iomux-pubsub: {message}\n(try --help)");
+        exit(2)
+    });
+    log::set_max_level(settings.log);
+    if log::set_logger(&StderrLogger).is_err() {
+        eprintln!("iomux-pubsub: a logger was already set");
+    }
+    if let Err(e) = run(settings) {
+        log::error!("{e}");
+        exit(1);
+    }
+}
+
+fn run(settings: Settings) -> std::io::Result<()> {
+    let ex = LocalExecutor::new();
+    let pubsub = PubSub::new(&ex, settings.pubsub);
+    let acceptor = Acceptor::builder()
+        .listen(settings.listen.as_str())
+        .config(settings.server)
+        .bind(pubsub.handler())?;
+    stop_on_signals(acceptor.stop_handle())?;
+    println!("listening on http://{}", acceptor.local_addr());
+    log::info!(
+        "iomux-pubsub {} listening on {}",
+        env!("CARGO_PKG_VERSION"),
+        acceptor.local_addr()
+    );
+    async_io::block_on(ex.run(acceptor.serve(&ex)))?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT / SIGTERM stop the acceptor gracefully; a second one exits at once.
+fn stop_on_signals(stop: iomux::StopHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if stop.is_stopped() {
+                    eprintln!("iomux-pubsub: signal {signal} again: exiting now");
+                    exit(130);
+                }
+                log::info!("signal {signal}: stopping");
+                stop.stop();
+            }
+        })?;
+    Ok(())
+}
+
+fn parse(args: Vec<String>) -> Result<Settings, String> {
+    let mut settings = Settings {
+        listen: "127.0.0.1:8080".into(),
+        pubsub: PubSubConfig::default(),
+        server: Config::default(),
+        log: log::LevelFilter::Info,
+    };
+    // The environment first, then the flags over it.
+    let mut pairs: Vec<(String, String)> = FLAGS
+        .iter()
+        .filter_map(|flag| {
+            let var = format!("IOMUX_{}", flag.replace('-', "_").to_uppercase());
+            std::env::var(&var)
+                .ok()
+                .map(|value| (flag.to_string(), value))
+        })
+        .collect();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            println!("{USAGE}");
+            exit(0);
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(format!("unexpected argument {arg:?}"));
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| format!("--{flag} needs a value"))?;
+                (flag.to_string(), value)
+            }
+        };
+        if !FLAGS.contains(&name.as_str()) {
+            return Err(format!("unknown flag --{name}"));
+        }
+        pairs.push((name, value));
+    }
+    for (name, value) in pairs {
+        apply(&mut settings, &name, &value).map_err(|e| format!("--{name} {value:?}: {e}"))?;
+    }
+    Ok(settings)
+}
+
+const FLAGS: &[&str] = &[
+    "listen",
+    "buffer-length",
+    "buffer-age",
+    "hold-timeout",
+    "first-message",
+    "heartbeat",
+    "max-subscribers",
+    "channel-idle-timeout",
+    "allow-origin",
+    "max-message-size",
+    "max-connections",
+    "keep-alive-timeout",
+    "log",
+];
+
+fn apply(s: &mut Settings, name: &str, value: &str) -> Result<(), String> {
+    let number = || {
+        value
+            .parse::<usize>()
+            .map_err(|_| "expected a whole number".to_string())
+    };
+    match name {
+        "listen" => s.listen = value.to_string(),
+        "buffer-length" => s.pubsub.buffer_length = number()?,
+        "buffer-age" => s.pubsub.buffer_age = duration(value)?,
+        "hold-timeout" => s.pubsub.hold_timeout = duration(value)?,
+        "first-message" => s.pubsub.first_message = value.parse()?,
+        "heartbeat" => s.pubsub.heartbeat_interval = duration(value)?,
+        "max-subscribers" => s.pubsub.max_subscribers_per_channel = number()?,
+        "channel-idle-timeout" => s.pubsub.channel_idle_timeout = duration(value)?,
+        "allow-origin" => {
+            s.pubsub.allow_origin = value.parse().unwrap_or(iomux_actors::AllowOrigin::Echo)
+        }
+        "max-message-size" => s.server.max_body_size = number()?,
+        "max-connections" => s.server.max_connections = number()?,
+        "keep-alive-timeout" => s.server.keep_alive_timeout = duration(value)?,
+        "log" => {
+            s.log = value
+                .parse()
+                .map_err(|_| "expected error, warn, info, debug or trace")?
+        }
+        _ => return Err("unknown flag".into()),
+    }
+    Ok(())
+}
+
+/// `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+fn duration(value: &str) -> Result<Duration, String> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30s, not {value:?}"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("unknown unit {unit:?} (use ms, s, m or h)")),
+    })
+}
+
+/// Writes log records to stderr: `LEVEL target: message`.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "{:<5} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+
+    fn flush(&self) {}
+}

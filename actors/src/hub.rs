@@ -1,0 +1,657 @@
+//! The hub actor: channels by id, their message buffers, and their subscribers.
+//!
+//! Long-poll subscribers wait as a [`SavedContext`] and the cursor they want to pass; a publish
+//! answers every waiter the new message satisfies, with one reply built for the message and
+//! shared (its body is reference-counted bytes). EventSource subscribers are streams that get
+//! the message's event, encoded once. A subscriber whose client hangs up is removed at once
+//! through [`SavedContext::on_close`]; one timer per hub (not per subscriber) expires held
+//! long-polls, sends heartbeats and forgets idle channels.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_executor::LocalExecutor;
+use async_io::Timer;
+use futures_lite::future;
+use iomux::bytes::Bytes;
+use iomux::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LAST_MODIFIED, VARY};
+use iomux::http::{HeaderMap, HeaderValue, StatusCode};
+use iomux::{Addr, BodySender, ChunkError, Mailbox, Reply, SavedContext};
+use slab::Slab;
+
+use crate::config::{FirstMessage, PubSubConfig};
+use crate::info::{ChannelInfo, Format, Status};
+use crate::msgid::{Cursor, MessageId};
+use crate::{cors, eventsource};
+
+/// The `Vary` of subscriber replies: they depend on the cursor headers.
+const VARY_CURSOR: &str = "If-None-Match, If-Modified-Since";
+
+/// How a subscriber receives messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One message per request (nchan's long-poll).
+    LongPoll,
+    /// A `text/event-stream` of messages.
+    EventSource,
+}
+
+/// A message for the hub. Each carries the [`SavedContext`] of the request it answers.
+pub enum HubMsg {
+    /// A subscriber wants the next message after `cursor` on `channel`.
+    Subscribe {
+        /// Channel id.
+        channel: String,
+        /// Where the subscriber resumes.
+        cursor: Cursor,
+        /// Long-poll or EventSource.
+        mode: Mode,
+        /// The subscriber's request.
+        ctx: SavedContext,
+    },
+    /// Publish a message; the publisher gets `201` if subscribers were there, else `202`,
+    /// with the channel's information.
+    Publish {
+        /// Channel id.
+        channel: String,
+        /// The message.
+        message: NewMessage,
+        /// Representation of the channel information in the reply.
+        format: Format,
+        /// The publisher's request.
+        ctx: SavedContext,
+    },
+    /// Channel information (`404` if the channel was never used).
+    Info {
+        /// Channel id.
+        channel: String,
+        /// Representation.
+        format: Format,
+        /// The request.
+        ctx: SavedContext,
+    },
+    /// Delete the channel's messages; its subscribers get `410` (`404` if it was never used).
+    Delete {
+        /// Channel id.
+        channel: String,
+        /// Representation of the information (as it was before deleting).
+        format: Format,
+        /// The request.
+        ctx: SavedContext,
+    },
+    /// The server's figures.
+    Status {
+        /// Representation.
+        format: Format,
+        /// The request.
+        ctx: SavedContext,
+    },
+}
+
+/// A message as published.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    /// The body, delivered as it is.
+    pub body: Bytes,
+    /// The publisher's `Content-Type`, given to long-poll subscribers.
+    pub content_type: Option<HeaderValue>,
+    /// The publisher's `X-EventSource-Event`: the event name on EventSource streams.
+    pub event: Option<HeaderValue>,
+}
+
+/// A published message, with its two encodings made once for every subscriber.
+struct Message {
+    id: MessageId,
+    published: Instant,
+    /// The long-poll reply, without the per-request CORS headers.
+    reply: Reply,
+    /// The EventSource event.
+    event: Bytes,
+}
+
+impl Message {
+    fn new(id: MessageId, message: NewMessage) -> Message {
+        let mut headers = cursor_headers(id);
+        if let Some(content_type) = message.content_type {
+            headers.insert(CONTENT_TYPE, content_type);
+        }
+        let event = eventsource::encode(
+            id,
+            message.event.as_ref().map(HeaderValue::as_bytes),
+            &message.body,
+        );
+        let mut reply = Reply::new(StatusCode::OK).with_body(message.body);
+        *reply.headers_mut() = headers;
+        Message {
+            id,
+            published: Instant::now(),
+            reply,
+            event,
+        }
+    }
+}
+
+/// `Last-Modified` and `Etag` telling a long-poll client its cursor, and `Vary`.
+fn cursor_headers(id: MessageId) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if id != MessageId::ZERO {
+        let date = httpdate::fmt_http_date(id.system_time());
+        if let Ok(date) = HeaderValue::from_str(&date) {
+            headers.insert(LAST_MODIFIED, date);
+        }
+        headers.insert(ETAG, HeaderValue::from(id.tag));
+    }
+    headers.insert(VARY, HeaderValue::from_static(VARY_CURSOR));
+    headers
+}
+
+/// A long-poll subscriber waiting for a message newer than `cursor`.
+struct Waiter {
+    ctx: SavedContext,
+    cursor: MessageId,
+    uid: u64,
+}
+
+/// An EventSource subscriber.
+struct Stream {
+    body: BodySender,
+    /// When the last message was sent (the hold timeout restarts there, as nchan).
+    last_sent: Instant,
+    uid: u64,
+}
+
+struct Channel {
+    messages: VecDeque<Rc<Message>>,
+    last_id: MessageId,
+    waiters: Slab<Waiter>,
+    streams: Slab<Stream>,
+    last_requested: Option<Instant>,
+    /// Last publish, subscribe or delete: idle channels are forgotten after a while.
+    last_active: Instant,
+}
+
+impl Channel {
+    fn new() -> Channel {
+        Channel {
+            messages: VecDeque::new(),
+            last_id: MessageId::ZERO,
+            waiters: Slab::new(),
+            streams: Slab::new(),
+            last_requested: None,
+            last_active: Instant::now(),
+        }
+    }
+
+    fn subscribers(&self) -> usize {
+        self.waiters.len() + self.streams.len()
+    }
+
+    fn info(&self) -> ChannelInfo {
+        ChannelInfo {
+            messages: self.messages.len(),
+            requested: self.last_requested.map(|t| t.elapsed().as_secs()),
+            subscribers: self.subscribers(),
+            last_message_id: self.last_id,
+        }
+    }
+
+    /// The first buffered message a subscriber at `cursor` has not seen, and the cursor it
+    /// waits at when there is none.
+    fn next_for(&self, cursor: Cursor, rule: FirstMessage) -> Result<Rc<Message>, MessageId> {
+        let index = match cursor {
+            Cursor::After(id) => self.messages.partition_point(|m| m.id <= id),
+            Cursor::Fresh => match rule {
+                FirstMessage::Oldest => 0,
+                FirstMessage::Newest => self.messages.len(),
+                FirstMessage::Nth(n) if n > 0 => usize::try_from(n - 1)
+                    .unwrap_or(usize::MAX)
+                    .min(self.messages.len().saturating_sub(1)),
+                FirstMessage::Nth(n) => self
+                    .messages
+                    .len()
+                    .saturating_sub(usize::try_from(n.unsigned_abs()).unwrap_or(usize::MAX)),
+            },
+        };
+        match self.messages.get(index) {
+            Some(message) => Ok(message.clone()),
+            None => Err(match cursor {
+                Cursor::After(id) => id.max(self.last_id),
+                Cursor::Fresh => self.last_id,
+            }),
+        }
+    }
+
+    /// Drop messages over the length or age limit.
+    fn trim(&mut self, config: &PubSubConfig, now: Instant) {
+        while self.messages.len() > config.buffer_length {
+            self.messages.pop_front();
+        }
+        while self
+            .messages
+            .front()
+            .is_some_and(|m| now.duration_since(m.published) >= config.buffer_age)
+        {
+            self.messages.pop_front();
+        }
+    }
+}
+
+/// A held long-poll's deadline. Deadlines are queued in order (the hold timeout is the same for
+/// all), so one timer serves every subscriber.
+struct Deadline {
+    at: Instant,
+    channel: Weak<RefCell<Channel>>,
+    key: usize,
+    uid: u64,
+}
+
+/// The hub's state, owned by its actor task.
+struct Hub {
+    config: Rc<PubSubConfig>,
+    channels: HashMap<Rc<str>, Rc<RefCell<Channel>>>,
+    deadlines: VecDeque<Deadline>,
+    next_uid: u64,
+    published: u64,
+    delivered: u64,
+    next_heartbeat: Option<Instant>,
+}
+
+/// Spawn the hub actor on `executor`; its address is what handlers send [`HubMsg`]s to.
+///
+/// ```
+/// let ex = async_executor::LocalExecutor::new();
+/// let hub = iomux_actors::spawn_hub(&ex, iomux_actors::PubSubConfig::default());
+/// assert!(!hub.is_closed());
+/// ```
+pub fn spawn_hub(executor: &LocalExecutor<'_>, config: PubSubConfig) -> Addr<HubMsg> {
+    /// Messages queued for the hub before `send` waits (publishers and subscribers alike).
+    const MAILBOX: usize = 4096;
+    let config = Rc::new(config);
+    iomux::spawn_actor_task(
+        executor,
+        MAILBOX,
+        move |mut mailbox: Mailbox<HubMsg>| async move {
+            let mut hub = Hub {
+                next_heartbeat: (!config.heartbeat_interval.is_zero())
+                    .then(|| Instant::now() + config.heartbeat_interval),
+                config,
+                channels: HashMap::new(),
+                deadlines: VecDeque::new(),
+                next_uid: 0,
+                published: 0,
+                delivered: 0,
+            };
+            let mut ticks = Timer::interval(hub.config.tick);
+            loop {
+                let next = future::or(async { Some(mailbox.recv().await) }, async {
+                    futures_lite::StreamExt::next(&mut ticks).await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(Some(msg)) => hub.handle(msg),
+                    Some(None) => break,
+                    None => hub.tick(Instant::now()),
+                }
+            }
+        },
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Hub {
+    fn handle(&mut self, msg: HubMsg) {
+        match msg {
+            HubMsg::Subscribe {
+                channel,
+                cursor,
+                mode,
+                ctx,
+            } => self.subscribe(&channel, cursor, mode, ctx),
+            HubMsg::Publish {
+                channel,
+                message,
+                format,
+                ctx,
+            } => self.publish(&channel, message, format, ctx),
+            HubMsg::Info {
+                channel,
+                format,
+                ctx,
+            } => {
+                let reply = match self.channels.get(channel.as_str()) {
+                    Some(ch) => ch.borrow().info().reply(StatusCode::OK, format),
+                    None => Reply::new(StatusCode::NOT_FOUND),
+                };
+                self.answer(&ctx, reply);
+            }
+            HubMsg::Delete {
+                channel,
+                format,
+                ctx,
+            } => self.delete(&channel, format, ctx),
+            HubMsg::Status { format, ctx } => {
+                let status = self.status(&ctx);
+                let _ = ctx.send_reply(status.reply(format));
+            }
+        }
+    }
+
+    /// Send a publisher-side reply with its CORS headers.
+    fn answer(&self, ctx: &SavedContext, mut reply: Reply) {
+        if let Some(request) = ctx.request() {
+            let origin = cors::allowed_origin(&self.config.allow_origin, &request);
+            cors::add(reply.headers_mut(), origin, false);
+        }
+        let _ = ctx.send_reply(reply);
+    }
+
+    fn channel(&mut self, name: &str) -> Rc<RefCell<Channel>> {
+        if let Some(ch) = self.channels.get(name) {
+            return ch.clone();
+        }
+        let ch = Rc::new(RefCell::new(Channel::new()));
+        self.channels.insert(Rc::from(name), ch.clone());
+        ch
+    }
+
+    fn uid(&mut self) -> u64 {
+        self.next_uid += 1;
+        self.next_uid
+    }
+
+    fn subscribe(&mut self, name: &str, cursor: Cursor, mode: Mode, ctx: SavedContext) {
+        if ctx.is_closed() {
+            return;
+        }
+        let channel = self.channel(name);
+        let mut ch = channel.borrow_mut();
+        let now = Instant::now();
+        ch.last_requested = Some(now);
+        ch.last_active = now;
+        let limit = self.config.max_subscribers_per_channel;
+        if limit != 0 && ch.subscribers() >= limit {
+            let reply =
+                subscriber_reply(&self.config, &ctx, StatusCode::FORBIDDEN, HeaderMap::new());
+            let _ = ctx.send_reply(reply);
+            return;
+        }
+        match mode {
+            Mode::LongPoll => match ch.next_for(cursor, self.config.first_message) {
+                Ok(message) => {
+                    if deliver(&self.config, &ctx, &message) {
+                        self.delivered += 1;
+                    }
+                }
+                Err(cursor) => {
+                    let uid = self.uid();
+                    let key = ch.waiters.vacant_key();
+                    let weak = Rc::downgrade(&channel);
+                    let registered = ctx.on_close(move || {
+                        remove_entry(&weak, |ch| {
+                            if ch.waiters.get(key).is_some_and(|w| w.uid == uid) {
+                                ch.waiters.remove(key);
+                            }
+                        })
+                    });
+                    if !registered {
+                        return; // the client left meanwhile
+                    }
+                    ch.waiters.insert(Waiter { ctx, cursor, uid });
+                    if !self.config.hold_timeout.is_zero() {
+                        let at = now + self.config.hold_timeout;
+                        self.deadlines.push_back(Deadline {
+                            at,
+                            channel: Rc::downgrade(&channel),
+                            key,
+                            uid,
+                        });
+                    }
+                }
+            },
+            Mode::EventSource => {
+                let Some(request) = ctx.request() else { return };
+                let origin = cors::allowed_origin(&self.config.allow_origin, &request);
+                let mut head = Reply::with_type("text/event-stream; charset=utf-8", Bytes::new())
+                    .header(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                cors::add(head.headers_mut(), origin, false);
+                // The stream opens with the catch-up: every buffered message after the cursor.
+                let mut first = eventsource::HELLO.to_vec();
+                let mut cursor = cursor;
+                while let Ok(message) = ch.next_for(cursor, self.config.first_message) {
+                    first.extend_from_slice(&message.event);
+                    cursor = Cursor::After(message.id);
+                    self.delivered += 1;
+                }
+                let Some(responder) = ctx.responder() else {
+                    return;
+                };
+                let Ok(body) = responder.start_stream(head.with_body(first)) else {
+                    return;
+                };
+                let uid = self.uid();
+                let key = ch.streams.vacant_key();
+                let weak = Rc::downgrade(&channel);
+                ctx.on_close(move || {
+                    remove_entry(&weak, |ch| {
+                        if ch.streams.get(key).is_some_and(|s| s.uid == uid) {
+                            ch.streams.remove(key);
+                        }
+                    })
+                });
+                ch.streams.insert(Stream {
+                    body,
+                    last_sent: now,
+                    uid,
+                });
+            }
+        }
+    }
+
+    fn publish(&mut self, name: &str, message: NewMessage, format: Format, ctx: SavedContext) {
+        let channel = self.channel(name);
+        let mut ch = channel.borrow_mut();
+        // As nchan, the reply counts the subscribers the message found (before they are answered).
+        let subscribers = ch.subscribers();
+        let id = MessageId::next(ch.last_id, unix_now());
+        let message = Rc::new(Message::new(id, message));
+        ch.last_id = id;
+        let now = Instant::now();
+        ch.last_active = now;
+
+        // Long-poll waiters whose cursor the message passes (all but those from the future).
+        let ready: Vec<usize> = ch
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.cursor < id)
+            .map(|(k, _)| k)
+            .collect();
+        for key in ready {
+            let waiter = ch.waiters.remove(key);
+            if deliver(&self.config, &waiter.ctx, &message) {
+                self.delivered += 1;
+            }
+        }
+        // EventSource streams share the encoded event.
+        let mut dropped = Vec::new();
+        for (key, stream) in ch.streams.iter_mut() {
+            match stream.body.try_send(message.event.clone()) {
+                Ok(()) => {
+                    stream.last_sent = now;
+                    self.delivered += 1;
+                }
+                Err(ChunkError::Full(_)) => {
+                    log::warn!("eventsource subscriber of {name} too slow: dropped; it resumes from its last id");
+                    dropped.push(key);
+                }
+                Err(ChunkError::ClientGone(_)) => dropped.push(key),
+            }
+        }
+        for key in dropped {
+            ch.streams.remove(key).body.abort();
+        }
+        if self.config.buffer_length > 0 {
+            ch.messages.push_back(message);
+        }
+        ch.trim(&self.config, now);
+        self.published += 1;
+        let status = if subscribers > 0 {
+            StatusCode::CREATED
+        } else {
+            StatusCode::ACCEPTED
+        };
+        let reply = ChannelInfo {
+            subscribers,
+            ..ch.info()
+        }
+        .reply(status, format);
+        drop(ch);
+        self.answer(&ctx, reply);
+    }
+
+    fn delete(&mut self, name: &str, format: Format, ctx: SavedContext) {
+        let Some(channel) = self.channels.get(name).cloned() else {
+            self.answer(&ctx, Reply::new(StatusCode::NOT_FOUND));
+            return;
+        };
+        let mut ch = channel.borrow_mut();
+        let info = ch.info();
+        ch.messages.clear();
+        ch.last_active = Instant::now();
+        for (_, waiter) in std::mem::take(&mut ch.waiters) {
+            let reply = subscriber_reply(
+                &self.config,
+                &waiter.ctx,
+                StatusCode::GONE,
+                cursor_headers(waiter.cursor),
+            );
+            let _ = waiter.ctx.send_reply(reply);
+        }
+        for (_, stream) in std::mem::take(&mut ch.streams) {
+            let _ = stream.body.try_send(eventsource::GONE);
+        }
+        drop(ch);
+        self.answer(&ctx, info.reply(StatusCode::OK, format));
+    }
+
+    fn status(&self, ctx: &SavedContext) -> Status {
+        let mut status = Status {
+            channels: self.channels.len(),
+            published_messages: self.published,
+            delivered_messages: self.delivered,
+            resident_memory: crate::info::resident_memory(),
+            ..Status::default()
+        };
+        for ch in self.channels.values() {
+            let ch = ch.borrow();
+            status.long_poll_subscribers += ch.waiters.len();
+            status.eventsource_subscribers += ch.streams.len();
+            status.stored_messages += ch.messages.len();
+        }
+        if ctx.request().is_some() {
+            let acceptor = ctx.restore(iomux::context::acceptor);
+            status.connections = acceptor.open_connections();
+            status.waiting_requests = acceptor.waiting_requests();
+        }
+        status
+    }
+
+    /// Expire held long-polls, time out and heartbeat streams, trim buffers, forget idle
+    /// channels.
+    fn tick(&mut self, now: Instant) {
+        while self.deadlines.front().is_some_and(|d| d.at <= now) {
+            let Some(deadline) = self.deadlines.pop_front() else {
+                break;
+            };
+            let Some(channel) = deadline.channel.upgrade() else {
+                continue;
+            };
+            let mut ch = channel.borrow_mut();
+            if ch
+                .waiters
+                .get(deadline.key)
+                .is_some_and(|w| w.uid == deadline.uid)
+            {
+                let waiter = ch.waiters.remove(deadline.key);
+                let reply = subscriber_reply(
+                    &self.config,
+                    &waiter.ctx,
+                    StatusCode::REQUEST_TIMEOUT,
+                    cursor_headers(waiter.cursor),
+                );
+                let _ = waiter.ctx.send_reply(reply);
+            }
+        }
+        let heartbeat = self.next_heartbeat.is_some_and(|at| at <= now);
+        if heartbeat {
+            self.next_heartbeat = Some(now + self.config.heartbeat_interval);
+        }
+        let hold = self.config.hold_timeout;
+        let idle_timeout = self.config.channel_idle_timeout;
+        let config = self.config.clone();
+        self.channels.retain(|_, channel| {
+            let mut ch = channel.borrow_mut();
+            ch.trim(&config, now);
+            ch.streams.retain(|_, stream| {
+                if !hold.is_zero() && now.duration_since(stream.last_sent) >= hold {
+                    let _ = stream.body.try_send(eventsource::TIMEOUT);
+                    return false;
+                }
+                if heartbeat {
+                    return !matches!(
+                        stream.body.try_send(eventsource::HEARTBEAT),
+                        Err(ChunkError::ClientGone(_))
+                    );
+                }
+                !stream.body.is_closed()
+            });
+            let idle = ch.messages.is_empty() && ch.subscribers() == 0;
+            !(idle && now.duration_since(ch.last_active) >= idle_timeout)
+        });
+    }
+}
+
+/// Remove a subscriber entry from its channel, if the channel still exists and is not busy.
+fn remove_entry(channel: &Weak<RefCell<Channel>>, remove: impl FnOnce(&mut Channel)) {
+    if let Some(channel) = channel.upgrade() {
+        if let Ok(mut ch) = channel.try_borrow_mut() {
+            remove(&mut ch);
+        }
+    }
+}
+
+/// Answer a long-poll subscriber with `message`; `false` if its client has gone.
+fn deliver(config: &PubSubConfig, ctx: &SavedContext, message: &Message) -> bool {
+    let mut reply = message.reply.clone();
+    if let Some(request) = ctx.request() {
+        let origin = cors::allowed_origin(&config.allow_origin, &request);
+        cors::add(reply.headers_mut(), origin, true);
+    }
+    ctx.send_reply(reply).is_ok()
+}
+
+/// A body-less subscriber reply (403, 408, 410) with the given headers and CORS.
+fn subscriber_reply(
+    config: &PubSubConfig,
+    ctx: &SavedContext,
+    status: StatusCode,
+    mut headers: HeaderMap,
+) -> Reply {
+    if !headers.contains_key(VARY) {
+        headers.insert(VARY, HeaderValue::from_static(VARY_CURSOR));
+    }
+    if let Some(request) = ctx.request() {
+        let origin = cors::allowed_origin(&config.allow_origin, &request);
+        cors::add(&mut headers, origin, true);
+    }
+    let mut reply = Reply::new(status);
+    *reply.headers_mut() = headers;
+    reply
+}
