@@ -256,6 +256,10 @@ struct Hub {
     published: u64,
     delivered: u64,
     next_heartbeat: Option<Instant>,
+    /// Channels that have (or recently had) EventSource streams: the tick visits only these.
+    stream_channels: Vec<Weak<RefCell<Channel>>>,
+    /// When buffers are next trimmed by age and idle channels forgotten (a sweep of all).
+    next_sweep: Instant,
 }
 
 /// Spawn the hub actor on `executor`; its address is what handlers send [`HubMsg`]s to.
@@ -282,6 +286,8 @@ pub fn spawn_hub(executor: &LocalExecutor<'_>, config: PubSubConfig) -> Addr<Hub
                 next_uid: 0,
                 published: 0,
                 delivered: 0,
+                stream_channels: Vec::new(),
+                next_sweep: Instant::now(),
             };
             let mut ticks = Timer::interval(hub.config.tick);
             loop {
@@ -439,13 +445,20 @@ impl Hub {
                 let uid = self.uid();
                 let key = ch.streams.vacant_key();
                 let weak = Rc::downgrade(&channel);
-                ctx.on_close(move || {
+                let registered = ctx.on_close(move || {
                     remove_entry(&weak, |ch| {
                         if ch.streams.get(key).is_some_and(|s| s.uid == uid) {
                             ch.streams.remove(key);
                         }
                     })
                 });
+                if !registered {
+                    return; // the client left meanwhile
+                }
+                let weak = Rc::downgrade(&channel);
+                if !self.stream_channels.iter().any(|c| c.ptr_eq(&weak)) {
+                    self.stream_channels.push(weak);
+                }
                 ch.streams.insert(Stream {
                     body,
                     last_sent: now,
@@ -594,26 +607,42 @@ impl Hub {
             self.next_heartbeat = Some(now + self.config.heartbeat_interval);
         }
         let hold = self.config.hold_timeout;
-        let idle_timeout = self.config.channel_idle_timeout;
-        let config = self.config.clone();
-        self.channels.retain(|_, channel| {
+        self.stream_channels.retain(|channel| {
+            let Some(channel) = channel.upgrade() else {
+                return false;
+            };
             let mut ch = channel.borrow_mut();
-            ch.trim(&config, now);
             ch.streams.retain(|_, stream| {
                 if !hold.is_zero() && now.duration_since(stream.last_sent) >= hold {
                     let _ = stream.body.try_send(eventsource::TIMEOUT);
                     return false;
                 }
                 if heartbeat {
-                    return !matches!(
-                        stream.body.try_send(eventsource::HEARTBEAT),
-                        Err(ChunkError::ClientGone(_))
-                    );
+                    let sent = stream.body.try_send(eventsource::HEARTBEAT);
+                    return !matches!(sent, Err(ChunkError::ClientGone(_)));
                 }
                 !stream.body.is_closed()
             });
+            !ch.streams.is_empty()
+        });
+        if now >= self.next_sweep {
+            self.sweep(now);
+        }
+    }
+
+    /// Trim buffers by age and forget idle channels. Runs a few times per the shorter of the
+    /// two limits, so a hub of many quiet channels costs next to nothing between sweeps.
+    fn sweep(&mut self, now: Instant) {
+        /// Sweeps per limit period: limits are kept within a quarter of their length.
+        const SWEEPS_PER_PERIOD: u32 = 4;
+        let config = self.config.clone();
+        let period = config.channel_idle_timeout.min(config.buffer_age) / SWEEPS_PER_PERIOD;
+        self.next_sweep = now + period.max(config.tick);
+        self.channels.retain(|_, channel| {
+            let mut ch = channel.borrow_mut();
+            ch.trim(&config, now);
             let idle = ch.messages.is_empty() && ch.subscribers() == 0;
-            !(idle && now.duration_since(ch.last_active) >= idle_timeout)
+            !(idle && now.duration_since(ch.last_active) >= config.channel_idle_timeout)
         });
     }
 }
