@@ -1,35 +1,40 @@
-//! Reusable application actors for [`iomux`].
+//! Reusable application actors for [`iomux`], and the nchan-compatible pub/sub server built
+//! from them.
 //!
 //! An iomux application actor is a task on the server's `LocalExecutor` with a mailbox
 //! ([`iomux::spawn_actor`], [`iomux::Addr`]). It receives messages that carry a request's
-//! [`iomux::SavedContext`], keeps them while they wait for an event, and replies from inside
-//! [`iomux::with_restored_context!`]. This crate collects such actors so that applications do
-//! not have to write them again: the pub/sub hub with its nchan-compatible long-poll and
-//! EventSource front ends is the first planned here.
-//!
-//! Until then, this is what an application actor looks like: a "wait for the next event"
-//! actor that answers every waiting request when an event is posted.
+//! [`iomux::SavedContext`], keeps them while they wait for an event, and replies later. The
+//! [`spawn_hub`] actor does this for pub/sub: channels, message buffers, long-poll waiters and
+//! EventSource streams. [`PubSub`] puts nchan's HTTP protocol in front of it, and the
+//! `iomux-pubsub` binary makes a ready server of that.
 //!
 //! ```
-//! use iomux::{context, with_restored_context, SavedContext};
-//!
-//! enum Msg {
-//!     Wait(SavedContext),
-//!     Event(String),
-//! }
+//! use std::io::{Read, Write};
+//! use iomux_actors::{PubSub, PubSubConfig};
 //!
 //! let ex = async_executor::LocalExecutor::new();
-//! let mut waiting: Vec<SavedContext> = Vec::new();
-//! let events = iomux::spawn_actor(&ex, 1024, move |msg: Msg| match msg {
-//!     Msg::Wait(ctx) => waiting.push(ctx),
-//!     Msg::Event(text) => {
-//!         for ctx in waiting.drain(..).filter(|c| !c.is_closed()) {
-//!             with_restored_context!(ctx, { context::send_body(text.clone()).ok() });
-//!         }
-//!     }
+//! let pubsub = PubSub::new(&ex, PubSubConfig::default());
+//! let acceptor = iomux::Acceptor::bind("127.0.0.1:0", pubsub.handler())?;
+//! let (addr, stop) = (acceptor.local_addr(), acceptor.stop_handle());
+//!
+//! let client = std::thread::spawn(move || {
+//!     let exchange = |request: &str| {
+//!         let mut s = std::net::TcpStream::connect(addr).unwrap();
+//!         s.write_all(request.as_bytes()).unwrap();
+//!         let mut reply = String::new();
+//!         s.read_to_string(&mut reply).unwrap();
+//!         reply
+//!     };
+//!     let published = exchange("POST /pub/news HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+//!     let received = exchange("GET /sub/news HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+//!     stop.stop();
+//!     (published, received)
 //! });
-//! events.do_send(Msg::Event("nobody is waiting yet".into()));
-//! while ex.try_tick() {}
+//! async_io::block_on(ex.run(acceptor.serve(&ex)))?;
+//! let (published, received) = client.join().unwrap();
+//! assert!(published.starts_with("HTTP/1.1 202 Accepted"));
+//! assert!(received.starts_with("HTTP/1.1 200 OK") && received.ends_with("\r\n\r\nhello"));
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 #![forbid(unsafe_code)]
