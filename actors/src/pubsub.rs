@@ -129,9 +129,11 @@ impl PubSub {
         let cursor = match request_cursor(request) {
             Ok(cursor) => cursor,
             Err(e) => {
-                return Reply::with_type("text/plain", e.to_string())
-                    .with_status(StatusCode::BAD_REQUEST)
-                    .into()
+                let mut reply = Reply::with_type("text/plain", e.to_string())
+                    .with_status(StatusCode::BAD_REQUEST);
+                let origin = cors::allowed_origin(&self.config.allow_origin, request);
+                cors::add(reply.headers_mut(), origin, false);
+                return reply.into();
             }
         };
         let mode = if request
