@@ -602,9 +602,15 @@ impl Hub {
                 let _ = waiter.ctx.send_reply(reply);
             }
         }
-        let heartbeat = self.next_heartbeat.is_some_and(|at| at <= now);
+        // Half a tick of slack: the timer fires a hair early or late, and a heartbeat due within the
+        // next half tick goes now rather than a whole tick late.
+        let slack = self.config.tick / 2;
+        let heartbeat = self.next_heartbeat.is_some_and(|at| at <= now + slack);
         if heartbeat {
-            self.next_heartbeat = Some(now + self.config.heartbeat_interval);
+            let interval = self.config.heartbeat_interval;
+            let due = self.next_heartbeat.map_or(now, |at| at + interval);
+            // Scheduled from the previous due time, so heartbeats keep their rhythm.
+            self.next_heartbeat = Some(if due > now { due } else { now + interval });
         }
         let hold = self.config.hold_timeout;
         self.stream_channels.retain(|channel| {

@@ -17,10 +17,10 @@ use crate::msgid::request_cursor;
 /// The demo page served at `/`: a live feed / chat on any channel (plain HTML and JS).
 pub const DEMO_PAGE: &str = include_str!("demo.html");
 
-/// Methods of `/sub/{channel}`.
-const SUBSCRIBER_METHODS: &str = "GET, OPTIONS";
-/// Methods of `/pub/{channel}`.
-const PUBLISHER_METHODS: &str = "GET, POST, PUT, DELETE, OPTIONS";
+/// Methods of `/sub/{channel}` (as nchan lists them; `OPTIONS` and `HEAD` are answered too).
+const SUBSCRIBER_METHODS: &str = "GET";
+/// Methods of `/pub/{channel}` (as nchan lists them; `OPTIONS` and `HEAD` are answered too).
+const PUBLISHER_METHODS: &str = "GET, POST, PUT, DELETE";
 
 /// The nchan-compatible pub/sub server: give [`PubSub::handler`] to an
 /// [`Acceptor`](iomux::Acceptor).
@@ -90,22 +90,27 @@ impl PubSub {
                 });
                 Handled::Deferred
             }
-            ("/" | "/status", _) => method_not_allowed("GET, HEAD"),
+            ("/" | "/status", _) => method_not_allowed("GET, HEAD").into(),
             _ => Reply::error(StatusCode::NOT_FOUND).into(),
         }
     }
 
     /// The channel id, or the reply refusing it.
-    fn channel_id(&self, channel: &str) -> Result<String, Handled> {
+    fn channel_id(&self, channel: &str) -> Result<String, Reply> {
         if channel.is_empty()
             || channel.len() > self.config.max_channel_id_len
             || channel.chars().any(char::is_control)
         {
-            return Err(Reply::text("invalid channel id\n")
-                .with_status(StatusCode::BAD_REQUEST)
-                .into());
+            return Err(Reply::text("invalid channel id\n").with_status(StatusCode::BAD_REQUEST));
         }
         Ok(channel.to_string())
+    }
+
+    /// A refusal, with the CORS headers that let a script of an allowed origin read it.
+    fn refuse(&self, request: &Request, mut reply: Reply) -> Handled {
+        let origin = cors::allowed_origin(&self.config.allow_origin, request);
+        cors::add(reply.headers_mut(), origin, false);
+        reply.into()
     }
 
     fn subscriber(&self, request: &Request, channel: &str) -> Handled {
@@ -120,20 +125,17 @@ impl PubSub {
                 )
                 .into()
             }
-            _ => return method_not_allowed(SUBSCRIBER_METHODS),
+            _ => return self.refuse(request, method_not_allowed(SUBSCRIBER_METHODS)),
         }
         let channel = match self.channel_id(channel) {
             Ok(channel) => channel,
-            Err(refusal) => return refusal,
+            Err(refusal) => return self.refuse(request, refusal),
         };
         let cursor = match request_cursor(request) {
             Ok(cursor) => cursor,
             Err(e) => {
-                let mut reply = Reply::with_type("text/plain", e.to_string())
-                    .with_status(StatusCode::BAD_REQUEST);
-                let origin = cors::allowed_origin(&self.config.allow_origin, request);
-                cors::add(reply.headers_mut(), origin, false);
-                return reply.into();
+                let reply = Reply::with_type("text/plain", e.to_string());
+                return self.refuse(request, reply.with_status(StatusCode::BAD_REQUEST));
             }
         };
         let mode = if request
@@ -156,7 +158,7 @@ impl PubSub {
     fn publisher(&self, request: &Request, channel: &str) -> Handled {
         let channel = match self.channel_id(channel) {
             Ok(channel) => channel,
-            Err(refusal) => return refusal,
+            Err(refusal) => return self.refuse(request, refusal),
         };
         let format = Format::of(request);
         let ctx = with_saved_context!();
@@ -198,15 +200,13 @@ impl PubSub {
                 )
                 .into()
             }
-            _ => return method_not_allowed(PUBLISHER_METHODS),
+            _ => return self.refuse(request, method_not_allowed(PUBLISHER_METHODS)),
         };
         self.hub.do_send(msg);
         Handled::Deferred
     }
 }
 
-fn method_not_allowed(allow: &'static str) -> Handled {
-    Reply::error(StatusCode::METHOD_NOT_ALLOWED)
-        .header(ALLOW, HeaderValue::from_static(allow))
-        .into()
+fn method_not_allowed(allow: &'static str) -> Reply {
+    Reply::error(StatusCode::METHOD_NOT_ALLOWED).header(ALLOW, HeaderValue::from_static(allow))
 }
