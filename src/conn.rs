@@ -535,7 +535,7 @@ impl Conn {
             if let Poll::Ready(wake) = cell.poll_delivery(cx) {
                 return Poll::Ready(Waited::Ready(wake));
             }
-            if cell.is_shutting_down() {
+            if cell.interrupted_by_shutdown() {
                 return Poll::Ready(Waited::Shutdown);
             }
             if poll_hangup(stream, rbuf, limit, cx).is_ready() {
@@ -561,7 +561,7 @@ impl Conn {
             keep_alive,
         } = exchange;
         let (status, headers, body) = reply.into_parts();
-        let keep_alive = keep_alive && !wants_close(&headers);
+        let keep_alive = keep_alive && !wants_close(&headers) && !self.cell.is_shutting_down();
         let with_body = status_has_body(status);
         let framing = if with_body {
             BodyFraming::Length(body.len() as u64)

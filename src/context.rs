@@ -386,6 +386,18 @@ impl SavedContext {
         }
     }
 
+    /// Keep this request through a shutdown: when the acceptor stops while it waits for its
+    /// deferred reply, its connection goes on waiting (within
+    /// [`Config::shutdown_timeout`](crate::Config::shutdown_timeout)) instead of answering
+    /// [`Config::shutdown_status`](crate::Config::shutdown_status). For requests whose reply is
+    /// on its way, such as a publish being stored, so that a client never gets an error for work
+    /// that was done; long-polls should be left to the shutdown status.
+    pub fn keep_on_shutdown(&self) {
+        if let Ok(state) = self.state() {
+            state.cell.keep_on_shutdown(state.seq);
+        }
+    }
+
     /// Completes when the saved request's client hangs up or the request ends.
     pub fn closed(&self) -> impl Future<Output = ()> + 'static {
         let (cell, seq) = match self.state() {
@@ -615,6 +627,15 @@ pub fn start_stream() -> Result<BodySender, SendError<Reply>> {
 /// Outside any request context.
 pub fn responder() -> Option<Responder> {
     state().take_responder()
+}
+
+/// Keep the current request through a shutdown (see [`SavedContext::keep_on_shutdown`]).
+///
+/// # Panics
+/// Outside any request context.
+pub fn keep_on_shutdown() {
+    let s = state();
+    s.cell.keep_on_shutdown(s.seq);
 }
 
 /// Has the current request's client gone?

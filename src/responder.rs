@@ -69,6 +69,9 @@ pub(crate) struct ConnCell {
     on_close: RefCell<Option<Box<dyn FnOnce()>>>,
     /// The acceptor is stopping.
     shutdown: Cell<bool>,
+    /// The current request's reply is on its way: at shutdown, wait for it rather than answer
+    /// the shutdown status.
+    keep_on_shutdown: Cell<bool>,
 }
 
 impl ConnCell {
@@ -76,6 +79,18 @@ impl ConnCell {
     pub(crate) fn begin(&self, seq: u32) {
         self.seq.set(seq);
         *self.slot.borrow_mut() = Slot::Waiting;
+        self.keep_on_shutdown.set(false);
+    }
+
+    pub(crate) fn keep_on_shutdown(&self, seq: u32) {
+        if self.seq.get() == seq {
+            self.keep_on_shutdown.set(true);
+        }
+    }
+
+    /// Should a waiting request be answered with the shutdown status now?
+    pub(crate) fn interrupted_by_shutdown(&self) -> bool {
+        self.shutdown.get() && !self.keep_on_shutdown.get()
     }
 
     pub(crate) fn seq(&self) -> u32 {

@@ -1127,3 +1127,42 @@ fn stop_answers_a_waiting_request_with_503_and_the_server_thread_ends() {
     }
     shutdown_within(server, Duration::from_secs(3));
 }
+
+/// A request marked `keep_on_shutdown` (a reply on its way, such as a publish being stored)
+/// gets its real reply after the stop, not the shutdown status; a plain waiting request beside
+/// it gets 503.
+#[test]
+fn stop_lets_a_kept_request_finish_with_its_reply() {
+    let (waiting_tx, waiting_rx) = mpsc::channel::<()>();
+    let server = Server::start(move |ex| {
+        let slow =
+            iomux::spawn_actor_task(ex, 16, |mut mailbox: Mailbox<SavedContext>| async move {
+                while let Some(ctx) = mailbox.recv().await {
+                    Timer::after(Duration::from_millis(300)).await;
+                    let _ = ctx.send_reply(Reply::text("stored\n"));
+                }
+            });
+        move |req: &Request| -> Handled {
+            if req.path() == "/publish" {
+                context::keep_on_shutdown();
+            }
+            slow.do_send(with_saved_context!());
+            waiting_tx.send(()).unwrap();
+            Handled::Deferred
+        }
+    });
+    let kept = connect(&server);
+    write(&kept, &get("/publish"));
+    let plain = connect(&server);
+    write(&plain, &get("/poll"));
+    for _ in 0..2 {
+        waiting_rx.recv_timeout(REPORT_TIMEOUT).unwrap();
+    }
+    server.stop_handle().stop();
+    let r = Reader::new(&plain).response(false).unwrap();
+    assert_eq!(r.status, 503, "{r:?}");
+    let r = Reader::new(&kept).response(false).unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "stored\n"), "{r:?}");
+    assert_eq!(r.header("connection"), Some("close"));
+    shutdown_within(server, Duration::from_secs(3));
+}

@@ -202,6 +202,9 @@ impl PubSub {
             }
             _ => return self.refuse(request, method_not_allowed(PUBLISHER_METHODS)),
         };
+        // The hub answers at once; a publish must not get an error at shutdown for a
+        // message it stores.
+        iomux::context::keep_on_shutdown();
         self.hub.do_send(msg);
         Handled::Deferred
     }
