@@ -9,14 +9,13 @@ use std::future::Future;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_io::{Async, Timer};
 use bytes::Bytes;
-use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt, StreamExt};
 use http::StatusCode;
 
 use crate::context::{self, RequestState};
@@ -209,6 +208,9 @@ impl Conn {
         mut resume: Option<Resume>,
     ) -> io::Result<Phase> {
         loop {
+            // After a deferred reply the client rarely has sent more yet (a long-poll client
+            // re-polls once it has the reply): wait for readiness rather than try a read.
+            let after_wait = matches!(resume, Some(Resume::Reply(..)));
             let (exchange, wake) = match resume.take() {
                 Some(Resume::Reply(exchange, wake)) => (exchange, wake),
                 Some(Resume::Shutdown(exchange)) => {
@@ -270,6 +272,11 @@ impl Conn {
             if !keep_alive {
                 self.flush().await?;
                 return Ok(Phase::End(End::Close));
+            }
+            if after_wait && self.rbuf.is_empty() {
+                self.flush().await?;
+                self.release_buffers();
+                return Ok(Phase::Idle);
             }
             if self.wbuf.len() >= self.config().coalesce_limit {
                 self.flush().await?;
@@ -492,22 +499,20 @@ impl Conn {
     /// Wait, holding no buffers, for the next request's first bytes; `false` when the
     /// connection should close instead (keep-alive timeout, shutdown, socket error).
     async fn wait_idle(&mut self) -> bool {
-        let mut timeout = Timer::after(self.config().keep_alive_timeout);
+        // The keep-alive timeout is kept by the acceptor's sweep (see `ConnCell::expire_idle`):
+        // a timer per idle wait would cost a reactor wake-up per request.
+        self.cell.set_idle(Some(Instant::now()));
         let Conn { stream, cell, .. } = self;
-        future::poll_fn(|cx| {
-            if cell.is_shutting_down() {
+        let readable = future::poll_fn(|cx| {
+            if cell.is_shutting_down() || cell.is_idle_expired() {
                 return Poll::Ready(false);
             }
             cell.register(cx);
-            if let Poll::Ready(result) = stream.poll_readable(cx) {
-                return Poll::Ready(result.is_ok());
-            }
-            if Pin::new(&mut timeout).poll(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            Poll::Pending
+            stream.poll_readable(cx).map(|result| result.is_ok())
         })
-        .await
+        .await;
+        self.cell.set_idle(None);
+        readable
     }
 
     /// One non-blocking read into the read buffer's free space.
@@ -772,11 +777,22 @@ fn poll_hangup(
             // Enough is buffered; stop reading until the current request is done.
             return Poll::Pending;
         }
-        let room = (limit - rbuf.len()).min(scratch.len());
-        match Pin::new(&mut &*stream).poll_read(cx, &mut scratch[..room]) {
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-            Poll::Ready(Ok(n)) => rbuf.extend_from_slice(&scratch[..n]),
+        // Readiness first: no read is tried (and fails) until the socket has something.
+        match stream.poll_readable(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
             Poll::Pending => return Poll::Pending,
+        }
+        let room = (limit - rbuf.len()).min(scratch.len());
+        match stream.get_ref().read(&mut scratch[..room]) {
+            Ok(0) => return Poll::Ready(()),
+            Ok(n) => rbuf.extend_from_slice(&scratch[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return Poll::Ready(()),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use bytes::Bytes;
 use event_listener::Event;
@@ -72,6 +73,10 @@ pub(crate) struct ConnCell {
     /// The current request's reply is on its way: at shutdown, wait for it rather than answer
     /// the shutdown status.
     keep_on_shutdown: Cell<bool>,
+    /// Since when the connection has been idle between requests (`None` while active).
+    idle_since: Cell<Option<Instant>>,
+    /// The acceptor's sweep found the connection idle past the keep-alive timeout.
+    idle_expired: Cell<bool>,
 }
 
 impl ConnCell {
@@ -171,6 +176,25 @@ impl ConnCell {
 
     pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutdown.get()
+    }
+
+    /// The connection waits for a new request from now on (or, with `None`, no longer does).
+    pub(crate) fn set_idle(&self, since: Option<Instant>) {
+        self.idle_since.set(since);
+        self.idle_expired.set(false);
+    }
+
+    /// Close the connection if it has been idle since before `cutoff`. One sweep of the
+    /// acceptor does this for every connection, so idle connections arm no timer each.
+    pub(crate) fn expire_idle(&self, cutoff: Instant) {
+        if self.idle_since.get().is_some_and(|since| since <= cutoff) {
+            self.idle_expired.set(true);
+            self.wake();
+        }
+    }
+
+    pub(crate) fn is_idle_expired(&self) -> bool {
+        self.idle_expired.get()
     }
 
     fn wake(&self) {

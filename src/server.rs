@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use async_io::{Async, Timer};
@@ -352,42 +352,66 @@ impl Acceptor {
         let stop = shared.stop_handle();
         let config = &shared.0.config;
         log::debug!("accepting on {}", shared.local_addr());
-        loop {
-            while shared.open_connections() >= config.max_connections && !stop.is_stopped() {
-                let closed = shared.0.conn_closed.listen();
-                if shared.open_connections() < config.max_connections {
-                    break;
+        let accept = async {
+            loop {
+                while shared.open_connections() >= config.max_connections && !stop.is_stopped() {
+                    let closed = shared.0.conn_closed.listen();
+                    if shared.open_connections() < config.max_connections {
+                        break;
+                    }
+                    future::or(closed, stop.stopped()).await;
                 }
-                future::or(closed, stop.stopped()).await;
+                let accepted = future::or(async { Some(listener.accept().await) }, async {
+                    stop.stopped().await;
+                    None
+                })
+                .await;
+                match accepted {
+                    None => break,
+                    Some(Ok((stream, peer))) => {
+                        spawn_connection(executor, &shared, &handler, stream, peer)
+                    }
+                    Some(Err(e)) => {
+                        log::warn!(
+                            "accept failed: {e}; retrying in {:?}",
+                            config.accept_error_backoff
+                        );
+                        future::or(
+                            async {
+                                Timer::after(config.accept_error_backoff).await;
+                            },
+                            stop.stopped(),
+                        )
+                        .await;
+                    }
+                }
             }
-            let accepted = future::or(async { Some(listener.accept().await) }, async {
-                stop.stopped().await;
-                None
-            })
-            .await;
-            match accepted {
-                None => break,
-                Some(Ok((stream, peer))) => {
-                    spawn_connection(executor, &shared, &handler, stream, peer)
-                }
-                Some(Err(e)) => {
-                    log::warn!(
-                        "accept failed: {e}; retrying in {:?}",
-                        config.accept_error_backoff
-                    );
-                    future::or(
-                        async {
-                            Timer::after(config.accept_error_backoff).await;
-                        },
-                        stop.stopped(),
-                    )
-                    .await;
-                }
-            }
-        }
+        };
+        // The idle sweep runs as long as the acceptor accepts (it never ends by itself).
+        future::or(accept, Self::sweep_idle(&shared)).await;
         drop(listener);
         shutdown(&shared).await;
         Ok(())
+    }
+
+    /// Close connections idle past the keep-alive timeout, a few times per timeout period.
+    async fn sweep_idle(shared: &AcceptorRef) {
+        /// Sweeps per keep-alive period: an idle connection closes within 1.25 times it.
+        const SWEEPS_PER_PERIOD: u32 = 4;
+        /// The sweep period's bounds.
+        const FASTEST: Duration = Duration::from_millis(10);
+        const SLOWEST: Duration = Duration::from_secs(1);
+        let timeout = shared.config().keep_alive_timeout;
+        let period = (timeout / SWEEPS_PER_PERIOD).clamp(FASTEST, SLOWEST);
+        let mut ticks = Timer::interval(period);
+        loop {
+            futures_lite::StreamExt::next(&mut ticks).await;
+            if let Some(cutoff) = Instant::now().checked_sub(timeout) {
+                for (_, cell) in shared.0.conns.borrow().iter() {
+                    cell.expire_idle(cutoff);
+                }
+            }
+        }
     }
 
     /// Serve on a new [`LocalExecutor`] on this thread until stopped.
