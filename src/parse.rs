@@ -66,6 +66,8 @@ pub(crate) fn parse_head(
         Err(httparse::Error::Version) => {
             return match version_verdict(buf) {
                 Verdict::Malformed => Err(StatusCode::BAD_REQUEST),
+                Verdict::Incomplete if buf.len() < config.max_head_size => Ok(None),
+                Verdict::Incomplete => Err(StatusCode::URI_TOO_LONG),
                 Verdict::Unsupported => Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
                 Verdict::LaterMinor(at) => {
                     // RFC 9110 §2.5: a later HTTP/1.x is served as HTTP/1.1, the highest we know.
@@ -94,6 +96,10 @@ pub(crate) fn parse_head(
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
+            // RFC 9112 §3.2: an invalid Host value is a 400, like a missing one.
+            if !h.value.iter().all(|&b| is_host_byte(b)) {
+                return Err(StatusCode::BAD_REQUEST);
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case("content-length") {
             for part in h.value.split(|&b| b == b',') {
@@ -197,6 +203,8 @@ fn too_large(start: &[u8]) -> StatusCode {
 enum Verdict {
     /// Not `HTTP/DIGIT.DIGIT` at all: an invalid request line (RFC 9112 §3).
     Malformed,
+    /// The line is not complete and its version could still become valid: read more.
+    Incomplete,
     /// A well-formed version of another major version: 505.
     Unsupported,
     /// `HTTP/1.x` with x > 1: served as HTTP/1.1; the minor digit is at this offset.
@@ -209,16 +217,17 @@ fn version_verdict(buf: &[u8]) -> Verdict {
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
     let line = &buf[start..];
-    let line = &line[..line
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(line.len())];
+    let end = line.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line = &line[..end.unwrap_or(line.len())];
     let mut parts = line.split(|&b| b == b' ');
     let (Some(_method), Some(_target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Verdict::Malformed;
     };
+    if end.is_none() && could_become_version(version) {
+        return Verdict::Incomplete;
+    }
     match version {
         [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor] if minor.is_ascii_digit() => {
             let at = start + line.len() - 1;
@@ -231,6 +240,22 @@ fn version_verdict(buf: &[u8]) -> Verdict {
         }
         _ => Verdict::Malformed,
     }
+}
+
+/// Is `token` the start of `HTTP/DIGIT.DIGIT`?
+fn could_become_version(token: &[u8]) -> bool {
+    const SHAPE: &[u8] = b"HTTP/0.0";
+    token.len() <= SHAPE.len()
+        && token.iter().zip(SHAPE).all(|(&b, &want)| match want {
+            b'0' => b.is_ascii_digit(),
+            _ => b == want,
+        })
+}
+
+/// A byte allowed in a `Host` value: `uri-host [ ":" port ]` of RFC 3986 (reg-name, IPv4, or an
+/// IP literal in brackets, with percent-encoding).
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%[]".contains(&b)
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
@@ -276,6 +301,8 @@ impl BodyError {
 enum ChunkState {
     /// Reading hex digits of a chunk size.
     Size { digits: u8 },
+    /// Whitespace after the chunk size, before `;` or CR.
+    SizeBws,
     /// Skipping a chunk extension up to CR.
     Extension,
     /// Expecting LF after the size line's CR.
@@ -288,8 +315,10 @@ enum ChunkState {
     DataLf,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
-    TrailerLine,
+    /// Inside a trailer field name.
+    TrailerName,
+    /// Inside a trailer field value.
+    TrailerValue,
     /// Expecting the LF of a trailer line.
     TrailerLf { last: bool },
     /// The body is complete.
@@ -307,8 +336,9 @@ pub(crate) struct ChunkedDecoder {
     max_trailer: usize,
 }
 
-/// Longest chunk-size line accepted, in hex digits (16 digits fill a u64).
-const MAX_SIZE_DIGITS: u8 = 16;
+/// Longest chunk size accepted, in hex digits (leading zeros included; the value itself must
+/// fit in a u64).
+const MAX_SIZE_DIGITS: u8 = 64;
 
 impl ChunkedDecoder {
     pub(crate) fn new(max_trailer: usize) -> Self {
@@ -338,19 +368,21 @@ impl ChunkedDecoder {
             let b = input[i];
             match self.state {
                 Size { digits } => match (b as char).to_digit(16) {
-                    Some(d) if digits < MAX_SIZE_DIGITS => {
+                    // Leading zeros are allowed; a value that would not fit is not.
+                    Some(d) if digits < MAX_SIZE_DIGITS && self.remaining <= u64::MAX >> 4 => {
                         self.remaining = self.remaining << 4 | u64::from(d);
                         self.state = Size { digits: digits + 1 };
                     }
                     Some(_) => return Err(BodyError::Malformed),
                     None if digits == 0 => return Err(BodyError::Malformed),
-                    None if b == b'\r' => self.state = SizeLf,
-                    None if b == b';' || b == b' ' || b == b'\t' => self.state = Extension,
-                    None => return Err(BodyError::Malformed),
+                    None => self.state = after_size(b)?,
                 },
+                // RFC 9112 §7.1.1: only BWS may stand between the size and `;`.
+                SizeBws => self.state = after_size(b)?,
                 Extension => match b {
                     b'\r' => self.state = SizeLf,
-                    b'\n' | 0 => return Err(BodyError::Malformed),
+                    b'\t' => {}
+                    0..=0x1f | 0x7f => return Err(BodyError::Malformed),
                     _ => {}
                 },
                 SizeLf => {
@@ -387,14 +419,22 @@ impl ChunkedDecoder {
                     }
                     self.state = Size { digits: 0 };
                 }
+                // Trailer lines are field lines (RFC 9112 §7.1.2): `token ":" value`, checked as
+                // strictly as header fields, so no parser downstream can read them otherwise.
                 TrailerStart => match b {
                     b'\r' => self.state = TrailerLf { last: true },
-                    b'\n' | b' ' | b'\t' | 0 => return Err(BodyError::Malformed),
-                    _ => self.state = TrailerLine,
+                    b if is_token(b) => self.state = TrailerName,
+                    _ => return Err(BodyError::Malformed),
                 },
-                TrailerLine => match b {
+                TrailerName => match b {
+                    b':' => self.state = TrailerValue,
+                    b if is_token(b) => {}
+                    _ => return Err(BodyError::Malformed),
+                },
+                TrailerValue => match b {
                     b'\r' => self.state = TrailerLf { last: false },
-                    b'\n' | 0 => return Err(BodyError::Malformed),
+                    b'\t' => {}
+                    0..=0x1f | 0x7f => return Err(BodyError::Malformed),
                     _ => {}
                 },
                 TrailerLf { last } => {
@@ -405,7 +445,10 @@ impl ChunkedDecoder {
                 }
                 Done => break,
             }
-            if matches!(self.state, TrailerStart | TrailerLine | TrailerLf { .. }) {
+            if matches!(
+                self.state,
+                TrailerStart | TrailerName | TrailerValue | TrailerLf { .. }
+            ) {
                 self.trailer_bytes += 1;
                 if self.trailer_bytes > self.max_trailer {
                     return Err(BodyError::TooLarge);
@@ -415,6 +458,21 @@ impl ChunkedDecoder {
         }
         Ok(i)
     }
+}
+
+/// The state after a chunk size's last digit (or its trailing whitespace), given the next byte.
+fn after_size(b: u8) -> Result<ChunkState, BodyError> {
+    match b {
+        b'\r' => Ok(ChunkState::SizeLf),
+        b';' => Ok(ChunkState::Extension),
+        b' ' | b'\t' => Ok(ChunkState::SizeBws),
+        _ => Err(BodyError::Malformed),
+    }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -490,6 +548,11 @@ mod tests {
         assert_eq!(version_verdict(b"GET / http/1.1\r\n"), Verdict::Malformed);
         assert_eq!(version_verdict(b"GET / HTTP/1.10\r\n"), Verdict::Malformed);
         assert_eq!(version_verdict(b"GET /"), Verdict::Malformed);
+        assert_eq!(version_verdict(b"GET / HTTP/2"), Verdict::Incomplete);
+        assert_eq!(version_verdict(b"GET / HTTP/2."), Verdict::Incomplete);
+        assert_eq!(version_verdict(b"GET / HTTP/2.0"), Verdict::Incomplete);
+        assert_eq!(version_verdict(b"GET / HTTP/2.0x"), Verdict::Malformed);
+        assert_eq!(version_verdict(b"GET / HTTQ"), Verdict::Malformed);
     }
 
     #[test]
