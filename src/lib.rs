@@ -380,6 +380,11 @@ pub mod __fuzz {
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(want))
             })
         };
+        let host_byte = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%[]".contains(b);
+        assert!(
+            req.header_all("host").all(|v| v.iter().all(host_byte)),
+            "a Host value of other than RFC 3986 host characters"
+        );
         let hosts = req.header_all("host").count();
         let version = req.version();
         match version {
@@ -466,51 +471,61 @@ pub mod __fuzz {
     }
 
     /// RFC 9112 §7.1 as the decoder implements it, written line by line instead of as a state
-    /// machine: `1*16HEXDIG [(";" / SP / HTAB) *(not CR, LF, NUL)] CRLF data CRLF`, a zero-size
-    /// last chunk, then trailer lines (not starting with whitespace; no LF or NUL) and CRLF. The
-    /// trailer section, CRLF included, may not exceed `max_trailer` bytes (nor, while
-    /// incomplete, `max_trailer - 1`).
+    /// machine: `1*64HEXDIG` (a value that fits in 64 bits), `*(SP / HTAB)`, optionally `;` and
+    /// an extension without controls other than HTAB, CRLF, the data and CRLF; a zero-size last
+    /// chunk; trailer field lines `1*tchar ":" value` (no controls other than HTAB), each ended
+    /// by CRLF, and a final CRLF. The trailer section, its CRLF included, may not exceed
+    /// `max_trailer` bytes (nor, while incomplete, `max_trailer - 1`). `Refused(0)`: refused, for
+    /// whatever reason.
     fn reference_chunked(input: &[u8], limit: usize, max_trailer: usize) -> ChunkedSummary {
         use ChunkedSummary::{Done, NeedMore, Refused};
-        let mut body = Vec::new();
-        let mut pos = 0;
-        // `Some(i)`: the line starting at `pos + start` ends with CRLF at i (CR index).
-        let line_end = |from: usize| -> Result<Option<usize>, ()> {
+        let ctl = |b: u8| (b < 0x20 && b != b'\t') || b == 0x7f;
+        let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        // From `from`, bytes without controls up to a CR: `Ok(Some(cr))`, `Ok(None)` when the
+        // input ends first, `Err(())` at a control.
+        let to_cr = |from: usize| -> Result<Option<usize>, ()> {
             for (i, &b) in input.iter().enumerate().skip(from) {
-                match b {
-                    b'\r' => return Ok(Some(i)),
-                    b'\n' | 0 => return Err(()),
-                    _ => {}
+                if b == b'\r' {
+                    return Ok(Some(i));
+                }
+                if ctl(b) {
+                    return Err(());
                 }
             }
             Ok(None)
         };
+        let mut body = Vec::new();
+        let mut pos = 0;
         loop {
-            let digits = input[pos..]
+            let digits: Vec<u32> = input[pos..]
                 .iter()
-                .take_while(|b| b.is_ascii_hexdigit())
-                .count();
-            if digits > 16 {
+                .map_while(|&b| (b as char).to_digit(16))
+                .collect();
+            let size = digits
+                .iter()
+                .try_fold(0u64, |n, &d| n.checked_mul(16)?.checked_add(u64::from(d)));
+            let Some(size) = size.filter(|_| digits.len() <= 64) else {
                 return Refused(0);
-            }
-            let after = pos + digits;
-            if after == input.len() {
+            };
+            let mut i = pos + digits.len();
+            if i == input.len() {
                 return NeedMore { body };
             }
-            if digits == 0 {
+            if digits.is_empty() {
                 return Refused(0);
             }
-            let size = input[pos..after].iter().fold(0u128, |n, &b| {
-                n * 16 + u128::from((b as char).to_digit(16).unwrap_or_default())
-            });
-            let cr = match input[after] {
-                b'\r' => after,
-                b';' | b' ' | b'\t' => match line_end(after) {
+            while input.get(i).is_some_and(|&b| b == b' ' || b == b'\t') {
+                i += 1;
+            }
+            let cr = match input.get(i) {
+                None => return NeedMore { body },
+                Some(b'\r') => i,
+                Some(b';') => match to_cr(i + 1) {
                     Err(()) => return Refused(0),
                     Ok(None) => return NeedMore { body },
                     Ok(Some(cr)) => cr,
                 },
-                _ => return Refused(0),
+                Some(_) => return Refused(0),
             };
             match input.get(cr + 1) {
                 None => return NeedMore { body },
@@ -520,7 +535,7 @@ pub mod __fuzz {
             if size == 0 {
                 break;
             }
-            if body.len() as u128 + size > limit as u128 {
+            if body.len() as u128 + u128::from(size) > limit as u128 {
                 return Refused(0);
             }
             let size = size as usize; // at most `limit`
@@ -530,41 +545,45 @@ pub mod __fuzz {
             }
             body.extend_from_slice(&input[pos..pos + size]);
             pos += size;
-            match input.get(pos..pos + 2) {
-                Some(b"\r\n") => pos += 2,
-                None if input[pos..] == *b"" || input[pos..] == *b"\r" => return NeedMore { body },
+            match &input[pos..] {
+                [b'\r', b'\n', ..] => pos += 2,
+                [] | [b'\r'] => return NeedMore { body },
                 _ => return Refused(0),
             }
         }
         // The trailer section.
         let start = pos;
         loop {
-            match input.get(pos) {
+            let cr = match input.get(pos) {
                 None => break,
-                Some(b'\r') => match input.get(pos + 1) {
-                    None => break,
-                    Some(b'\n') => {
-                        let section = pos + 2 - start;
-                        if section > max_trailer {
-                            return Refused(0);
-                        }
-                        return Done {
-                            body,
-                            consumed: pos + 2,
-                        };
-                    }
-                    Some(_) => return Refused(0),
-                },
-                Some(b'\n' | b' ' | b'\t' | 0) => return Refused(0),
-                Some(_) => match line_end(pos) {
-                    Err(()) => return Refused(0),
-                    Ok(None) => break,
-                    Ok(Some(cr)) => match input.get(cr + 1) {
+                Some(b'\r') => pos,
+                Some(&b) if tchar(b) => {
+                    let colon = pos + input[pos..].iter().take_while(|&&b| tchar(b)).count();
+                    match input.get(colon) {
                         None => break,
-                        Some(b'\n') => pos = cr + 2,
+                        Some(b':') => match to_cr(colon + 1) {
+                            Err(()) => return Refused(0),
+                            Ok(None) => break,
+                            Ok(Some(cr)) => cr,
+                        },
                         Some(_) => return Refused(0),
-                    },
-                },
+                    }
+                }
+                Some(_) => return Refused(0),
+            };
+            match input.get(cr + 1) {
+                None => break,
+                Some(b'\n') if cr == pos => {
+                    if cr + 2 - start > max_trailer {
+                        return Refused(0);
+                    }
+                    return Done {
+                        body,
+                        consumed: cr + 2,
+                    };
+                }
+                Some(b'\n') => pos = cr + 2,
+                Some(_) => return Refused(0),
             }
         }
         // Incomplete: the decoder counts the last chunk's LF and every trailer byte so far.

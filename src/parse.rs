@@ -391,7 +391,7 @@ impl ChunkedDecoder {
                     }
                     if self.remaining == 0 {
                         self.state = TrailerStart;
-                    } else if out.len() as u64 + self.remaining > limit as u64 {
+                    } else if self.remaining > limit.saturating_sub(out.len()) as u64 {
                         return Err(BodyError::TooLarge);
                     } else {
                         self.state = Data;

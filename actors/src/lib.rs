@@ -53,3 +53,169 @@ pub use hub::{spawn_hub, HubMsg, Mode, NewMessage};
 pub use info::{resident_memory, ChannelInfo, Format, Status};
 pub use msgid::{request_cursor, Cursor, InvalidMessageId, MessageId};
 pub use pubsub::{PubSub, DEMO_PAGE};
+
+/// Entry points for the fuzz targets; not part of the API.
+///
+/// [`cursor_target`](__fuzz::cursor_target) takes the raw bytes of one fuzz input and panics
+/// when an invariant of the message-id and cursor parsers does not hold. The cargo-fuzz target
+/// `cursor` in `fuzz/` and the corpus replay test `actors/tests/fuzz_corpus.rs` both call it.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::msgid::{request_cursor, Cursor, InvalidMessageId, MessageId};
+
+    /// Header fields a cursor is read from, in the order of the input's fields.
+    const FIELDS: [&str; 4] = [
+        "If-Modified-Since",
+        "If-None-Match",
+        "Etag",
+        "Last-Event-ID",
+    ];
+
+    /// Fuzz target `cursor`. The whole input is parsed as a message id; its first 12 bytes,
+    /// as a `(time, tag)` pair, go through `Display` and back; and the input read as a mask byte
+    /// and `\n`-separated fields (query, then `FIELDS`) becomes a subscriber request whose
+    /// cursor is read.
+    pub fn cursor_target(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            message_id(s);
+        }
+        if let Some((time, rest)) = data.split_first_chunk::<8>() {
+            if let Some((tag, rest)) = rest.split_first_chunk::<4>() {
+                let now = rest
+                    .first_chunk::<8>()
+                    .map_or(0, |b| u64::from_le_bytes(*b));
+                round_trip(
+                    MessageId {
+                        time: u64::from_le_bytes(*time),
+                        tag: u32::from_le_bytes(*tag),
+                    },
+                    now,
+                );
+            }
+        }
+        if let Some((&mask, rest)) = data.split_first() {
+            let mut parts = rest.split(|&b| b == b'\n');
+            let query = parts.next().unwrap_or_default();
+            let mut head = b"GET /sub/fuzz".to_vec();
+            if mask & 1 != 0 {
+                head.push(b'?');
+                head.extend_from_slice(query);
+            }
+            head.extend_from_slice(b" HTTP/1.1\r\nHost: fuzz\r\n");
+            for (i, (name, value)) in FIELDS.iter().zip(parts).enumerate() {
+                if mask & (2 << i) != 0 {
+                    head.extend_from_slice(name.as_bytes());
+                    head.extend_from_slice(b": ");
+                    head.extend_from_slice(value);
+                    head.extend_from_slice(b"\r\n");
+                }
+            }
+            head.extend_from_slice(b"\r\n");
+            cursor(&head);
+        }
+    }
+
+    /// Parse `s` as a message id: only `DIGITS:DIGITS` in range parses, and the id prints back
+    /// as `s` without leading zeros.
+    pub fn message_id(s: &str) -> Option<MessageId> {
+        let parsed = s.parse::<MessageId>().ok()?;
+        let (time, tag) = s.split_once(':').expect("an id has a colon");
+        let canonical = |d: &str| {
+            assert!(
+                !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()),
+                "{s:?}"
+            );
+            match d.trim_start_matches('0') {
+                "" => "0".to_owned(),
+                d => d.to_owned(),
+            }
+        };
+        assert_eq!(
+            parsed.to_string(),
+            format!("{}:{}", canonical(time), canonical(tag)),
+            "{s:?}"
+        );
+        round_trip(parsed, 0);
+        Some(parsed)
+    }
+
+    /// `parse(to_string(id)) == id`, and the next id never goes back.
+    pub fn round_trip(id: MessageId, now: u64) {
+        assert_eq!(id.to_string().parse(), Ok(id), "{id:?}");
+        let next = MessageId::next(id, now);
+        assert!(next >= id, "{next} after {id}");
+        if id.tag < u32::MAX || now > id.time {
+            assert!(next > id, "{next} after {id}");
+        }
+    }
+
+    /// Read the cursor of the request in `head` (if it parses), and compare with what nchan's
+    /// rules, as `request_cursor` documents them, give for the fields that decide it.
+    pub fn cursor(head: &[u8]) -> Option<Result<Cursor, InvalidMessageId>> {
+        let request = iomux::__fuzz::request(head)?;
+        let cursor = request_cursor(&request);
+        // A value decides only if it looks like `time:tag`; `0:0` means "nothing yet".
+        let expected_from = |value: &str| {
+            let value = value.trim();
+            if !value.contains(':') {
+                return Ok(Cursor::Fresh);
+            }
+            let (time, tag) = value.split_once(':').ok_or(InvalidMessageId)?;
+            let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+            if !digits(time) || !digits(tag) {
+                return Err(InvalidMessageId);
+            }
+            let id = MessageId {
+                time: time.parse().map_err(|_| InvalidMessageId)?,
+                tag: tag.parse().map_err(|_| InvalidMessageId)?,
+            };
+            Ok(if id == MessageId::ZERO {
+                Cursor::Fresh
+            } else {
+                Cursor::After(id)
+            })
+        };
+        let if_none_match = request.header("if-none-match");
+        if let Some(since) = request.header("if-modified-since") {
+            // An HTTP date, and If-None-Match as the tag: `time:tag` decides alone, otherwise its
+            // digits (none: 0) are the tag within that second.
+            let time = httpdate::parse_http_date(since)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let expected = match (time, if_none_match.map(str::trim)) {
+                (None, _) | (_, None) => Err(InvalidMessageId),
+                (Some(_), Some(tag)) if tag.contains(':') => expected_from(tag),
+                (Some(time), Some(tag)) => {
+                    let digits: String = tag.chars().filter(char::is_ascii_digit).collect();
+                    match digits.as_str() {
+                        "" => Ok(0),
+                        digits => digits.parse().map_err(|_| InvalidMessageId),
+                    }
+                    .map(|tag| {
+                        Cursor::After(MessageId {
+                            time: time.as_secs(),
+                            tag,
+                        })
+                    })
+                }
+            };
+            assert_eq!(cursor, expected, "{since:?} {if_none_match:?}");
+        } else if let Some(value) = [
+            if_none_match,
+            request.header("etag"),
+            request.header("last-event-id"),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        {
+            assert_eq!(cursor, expected_from(value), "{value:?}");
+        } else if !request.query().unwrap_or("").contains("last_event_id=") {
+            assert_eq!(cursor, Ok(Cursor::Fresh), "{request:?}");
+        }
+        if let Ok(Cursor::After(id)) = cursor {
+            round_trip(id, 0);
+        }
+        Some(cursor)
+    }
+}
