@@ -764,7 +764,8 @@ impl Conn {
 }
 
 /// Read whatever the client sent while no request is being read (pipelined requests, kept for
-/// later), up to `limit` bytes; `Ready` when the client has closed or reset the connection.
+/// later), up to `limit` bytes; `Ready` when the client has closed or reset the connection, or
+/// sent more than `limit` (the connection is then dropped).
 fn poll_hangup(
     stream: &Async<TcpStream>,
     rbuf: &mut Vec<u8>,
@@ -774,8 +775,14 @@ fn poll_hangup(
     let mut scratch = [0u8; 512];
     loop {
         if rbuf.len() >= limit {
-            // Enough is buffered; stop reading until the current request is done.
-            return Poll::Pending;
+            // More pipelined than a request head may hold, while a request waits: the client
+            // is misbehaving. Dropping it keeps it from pinning the connection (no reading
+            // means no hang-up detection).
+            log::debug!(
+                "client pipelined {} bytes behind a waiting request: dropped",
+                rbuf.len()
+            );
+            return Poll::Ready(());
         }
         // Readiness first: no read is tried (and fails) until the socket has something.
         match stream.poll_readable(cx) {

@@ -354,8 +354,8 @@ impl SavedContext {
     /// While a request waits, its connection keeps reading: end of stream (also a client's
     /// half-close, `shutdown(SHUT_WR)`, which HTTP/1.1 clients do not use while awaiting a
     /// reply) or a reset marks the request closed at once. Bytes of pipelined requests are kept
-    /// for later, up to [`Config::max_head_size`](crate::Config::max_head_size); past that the
-    /// connection stops reading until the reply is written, and a hang-up is seen then.
+    /// for later, up to [`Config::max_head_size`](crate::Config::max_head_size); a client that
+    /// sends more while its request waits is disconnected, as if it had hung up.
     pub fn is_closed(&self) -> bool {
         self.state().map_or(true, |s| s.cell.is_closed(s.seq))
     }

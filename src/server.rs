@@ -353,7 +353,10 @@ impl Acceptor {
         let config = &shared.0.config;
         log::debug!("accepting on {}", shared.local_addr());
         let accept = async {
-            loop {
+            /// Connections accepted in a row before the loop lets other tasks run.
+            const ACCEPT_BURST: usize = 64;
+            let mut burst = 0;
+            while !stop.is_stopped() {
                 while shared.open_connections() >= config.max_connections && !stop.is_stopped() {
                     let closed = shared.0.conn_closed.listen();
                     if shared.open_connections() < config.max_connections {
@@ -361,28 +364,38 @@ impl Acceptor {
                     }
                     future::or(closed, stop.stopped()).await;
                 }
-                let accepted = future::or(async { Some(listener.accept().await) }, async {
-                    stop.stopped().await;
-                    None
-                })
+                // The stop is looked at first: an accept that fails at once (EMFILE) must not
+                // keep the loop from seeing it.
+                let accepted = future::or(
+                    async {
+                        stop.stopped().await;
+                        None
+                    },
+                    async { Some(listener.accept().await) },
+                )
                 .await;
                 match accepted {
                     None => break,
                     Some(Ok((stream, peer))) => {
-                        spawn_connection(executor, &shared, &handler, stream, peer)
+                        spawn_connection(executor, &shared, &handler, stream, peer);
+                        burst += 1;
+                        if burst == ACCEPT_BURST {
+                            burst = 0;
+                            future::yield_now().await;
+                        }
                     }
                     Some(Err(e)) => {
                         log::warn!(
-                            "accept failed: {e}; retrying in {:?}",
+                            "accept failed: {e}; retrying in {:?} or when a connection closes",
                             config.accept_error_backoff
                         );
-                        future::or(
-                            async {
-                                Timer::after(config.accept_error_backoff).await;
-                            },
-                            stop.stopped(),
-                        )
-                        .await;
+                        // Out of descriptors (or buffers): wait, without spinning, until one
+                        // is likely free again.
+                        let closed = shared.0.conn_closed.listen();
+                        let backoff = async {
+                            Timer::after(config.accept_error_backoff).await;
+                        };
+                        future::or(future::or(backoff, closed), stop.stopped()).await;
                     }
                 }
             }

@@ -44,6 +44,9 @@ flags (each also read from the environment as IOMUX_<FLAG>, e.g. IOMUX_LISTEN):
   --max-message-size BYTES      largest published message, larger gets 413 (default 1048576)
   --max-connections N           open connections before accepting pauses (default 16384)
   --keep-alive-timeout DURATION idle keep-alive connections are closed after this (default 60s)
+  --head-timeout DURATION       time to send a request head, from its first byte (default 10s)
+  --body-timeout DURATION       time to send a request body (default 30s)
+  --write-timeout DURATION      time a client may take to read a reply (default 30s)
   --log LEVEL                   error | warn | info | debug | trace (default info)
   -h, --help                    this text
 
@@ -169,6 +172,9 @@ const FLAGS: &[&str] = &[
     "max-message-size",
     "max-connections",
     "keep-alive-timeout",
+    "head-timeout",
+    "body-timeout",
+    "write-timeout",
     "log",
 ];
 
@@ -193,6 +199,9 @@ fn apply(s: &mut Settings, name: &str, value: &str) -> Result<(), String> {
         "max-message-size" => s.server.max_body_size = number()?,
         "max-connections" => s.server.max_connections = number()?,
         "keep-alive-timeout" => s.server.keep_alive_timeout = duration(value)?,
+        "head-timeout" => s.server.head_timeout = duration(value)?,
+        "body-timeout" => s.server.body_timeout = duration(value)?,
+        "write-timeout" => s.server.write_timeout = duration(value)?,
         "log" => {
             s.log = value
                 .parse()
