@@ -1820,3 +1820,42 @@ fn binary_stops_on_sigterm_answering_waiting_long_polls_503() {
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// A stalled EventSource subscriber (it stops reading) must not make the server's memory grow:
+/// once its socket buffers and its stream queue are full, the hub drops it, and a subscriber
+/// that reads goes on receiving everything.
+#[test]
+fn stalled_eventsource_subscriber_is_dropped() {
+    let server = Server::start(PubSubConfig {
+        stream_queue_len: 4,
+        ..hold(Duration::ZERO)
+    });
+    let mut stalled = EventStream::open(&server, &es("stall", ""));
+    assert!(stalled.read_until_contains(Duration::from_secs(2), ": hi\n\n"));
+    let mut reader = EventStream::open(&server, &es("stall", ""));
+    assert!(reader.read_until_contains(Duration::from_secs(2), ": hi\n\n"));
+    server
+        .wait_status("eventsource subscribers", 2, Duration::from_secs(2))
+        .unwrap();
+    // 64 KiB messages; the stalled client's kernel buffers hold a few MiB at most.
+    let body = vec![b'x'; 64 * 1024];
+    let mut published = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.status_field("eventsource subscribers") == 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled subscriber was never dropped"
+        );
+        let p = server.publish("stall", &body, "");
+        assert_eq!(p.status, 201, "{p:?}");
+        published += 1;
+        // The reading subscriber keeps up.
+        assert!(reader.read_until_contains(Duration::from_secs(5), "id: "));
+        reader.chunks.clear();
+    }
+    assert!(published > 4, "dropped after only {published} messages");
+    assert_eq!(server.status_field("eventsource subscribers"), 1);
+    // The one that reads still gets the next message.
+    server.publish("stall", b"after", "");
+    assert!(reader.read_until_contains(Duration::from_secs(2), "data: after\n"));
+}
