@@ -55,10 +55,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access_log;
 mod actor;
 mod config;
 mod conn;
 pub mod context;
+pub mod cookie;
+pub mod error_pages;
+pub mod params;
+pub mod router;
+pub mod session;
+pub mod static_files;
 mod dispatch;
 mod error;
 mod macros;
