@@ -299,9 +299,71 @@ impl ConnCell {
 pub struct Responder {
     cell: Option<Rc<ConnCell>>,
     seq: u32,
-    /// Status and headers set on the request's reply under construction.
-    draft: Option<(StatusCode, HeaderMap)>,
+    draft: Draft,
+}
+
+/// What every reply right carries from its request: the header fields set on the reply under
+/// construction, and the stream queue length. Local and remote rights differ only in how a
+/// delivery reaches the connection.
+#[derive(Default)]
+struct Draft {
+    headers: HeaderMap,
     queue_len: usize,
+}
+
+impl Draft {
+    /// `reply` with the draft's fields added; the reply's own fields replace those of the same
+    /// name.
+    fn merge(&mut self, reply: Reply) -> Reply {
+        let mut headers = std::mem::take(&mut self.headers);
+        if headers.is_empty() {
+            return reply;
+        }
+        let (status, own, body) = reply.into_parts();
+        let mut last = None;
+        for (name, value) in own {
+            if let Some(name) = name {
+                headers.remove(&name);
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                headers.append(name.clone(), value);
+            }
+        }
+        Reply::from_parts(status, headers, body)
+    }
+
+    /// Deliver a whole reply through `post`; what it refuses comes back as `ClientGone`.
+    fn send(
+        mut self,
+        reply: Reply,
+        post: impl FnOnce(Delivery) -> Result<(), Delivery>,
+    ) -> Result<(), SendError<Reply>> {
+        let reply = self.merge(reply);
+        post(Delivery::Reply(reply)).map_err(|d| SendError::ClientGone(d.into_reply()))
+    }
+
+    /// Deliver a stream's head through `post`, with a new bounded queue for its chunks.
+    fn start_stream(
+        mut self,
+        head: Reply,
+        post: impl FnOnce(Delivery) -> Result<(), Delivery>,
+    ) -> Result<BodySender, SendError<Reply>> {
+        let head = self.merge(head);
+        let (tx, rx) = async_channel::bounded(self.queue_len.max(1));
+        post(Delivery::Stream(head, rx))
+            .map(|()| BodySender { tx })
+            .map_err(|d| SendError::ClientGone(d.into_reply()))
+    }
+}
+
+impl Delivery {
+    /// The reply (or stream head) of an undelivered delivery.
+    fn into_reply(self) -> Reply {
+        match self {
+            Delivery::Reply(reply) | Delivery::Stream(reply, _) => reply,
+        }
+    }
 }
 
 impl Responder {
@@ -311,32 +373,17 @@ impl Responder {
         draft: Option<(StatusCode, HeaderMap)>,
         queue_len: usize,
     ) -> Responder {
+        let headers = draft.map(|(_, headers)| headers).unwrap_or_default();
         Responder {
             cell: Some(cell),
             seq,
-            draft,
-            queue_len,
+            draft: Draft { headers, queue_len },
         }
     }
 
-    fn merge(&mut self, reply: Reply) -> Reply {
-        match self.draft.take() {
-            Some((_, mut headers)) if !headers.is_empty() => {
-                let (status, own, body) = reply.into_parts();
-                let mut last = None;
-                for (name, value) in own {
-                    if let Some(name) = name {
-                        headers.remove(&name);
-                        last = Some(name);
-                    }
-                    if let Some(name) = &last {
-                        headers.append(name.clone(), value);
-                    }
-                }
-                Reply::from_parts(status, headers, body)
-            }
-            _ => reply,
-        }
+    /// The connection's cell (the right is used: dropping it no longer abandons the request).
+    fn take_cell(&mut self) -> Rc<ConnCell> {
+        self.cell.take().expect("a responder is used once")
     }
 
     /// Send the reply. Header fields set on the request's reply under construction (for example
@@ -355,12 +402,8 @@ impl Responder {
     /// # }
     /// ```
     pub fn send(mut self, reply: Reply) -> Result<(), SendError<Reply>> {
-        let reply = self.merge(reply);
-        let cell = self.cell.take().expect("responder used once");
-        cell.deliver(self.seq, Delivery::Reply(reply))
-            .map_err(|d| match d {
-                Delivery::Reply(r) | Delivery::Stream(r, _) => SendError::ClientGone(r),
-            })
+        let (cell, seq) = (self.take_cell(), self.seq);
+        std::mem::take(&mut self.draft).send(reply, |d| cell.deliver(seq, d))
     }
 
     /// Send the status and header fields of `head` now and its body (if any) as the first chunk;
@@ -379,13 +422,8 @@ impl Responder {
     /// # Ok(()) }
     /// ```
     pub fn start_stream(mut self, head: Reply) -> Result<BodySender, SendError<Reply>> {
-        let head = self.merge(head);
-        let (tx, rx) = async_channel::bounded(self.queue_len.max(1));
-        let cell = self.cell.take().expect("responder used once");
-        match cell.deliver(self.seq, Delivery::Stream(head, rx)) {
-            Ok(()) => Ok(BodySender { tx }),
-            Err(Delivery::Reply(r) | Delivery::Stream(r, _)) => Err(SendError::ClientGone(r)),
-        }
+        let (cell, seq) = (self.take_cell(), self.seq);
+        std::mem::take(&mut self.draft).start_stream(head, |d| cell.deliver(seq, d))
     }
 
     /// Has the client gone (or the request otherwise ended)? A waiter whose client has gone can
@@ -415,14 +453,14 @@ impl Responder {
     /// # }
     /// ```
     pub fn remote(mut self) -> RemoteResponder {
-        let cell = self.cell.take().expect("responder used once");
-        let tx = cell
-            .go_remote(self.seq)
+        let seq = self.seq;
+        let tx = self
+            .take_cell()
+            .go_remote(seq)
             .unwrap_or_else(|| async_channel::bounded(1).0);
         RemoteResponder {
             tx,
-            draft: self.draft.take(),
-            queue_len: self.queue_len,
+            draft: std::mem::take(&mut self.draft),
         }
     }
 }
@@ -454,49 +492,26 @@ impl std::fmt::Debug for Responder {
 /// ```
 pub struct RemoteResponder {
     tx: async_channel::Sender<Delivery>,
-    draft: Option<(StatusCode, HeaderMap)>,
-    queue_len: usize,
+    draft: Draft,
 }
 
 impl RemoteResponder {
-    fn merge(&mut self, reply: Reply) -> Reply {
-        let draft = self.draft.take();
-        // Reuse the local merge rule: a Responder without a cell never delivers.
-        let mut local = Responder {
-            cell: None,
-            seq: 0,
-            draft,
-            queue_len: self.queue_len,
-        };
-        local.merge(reply)
-    }
-
     /// Send the reply (see [`Responder::send`]).
     ///
     /// # Errors
     /// [`SendError::ClientGone`] with the reply if the client has hung up.
-    pub fn send(mut self, reply: Reply) -> Result<(), SendError<Reply>> {
-        let reply = self.merge(reply);
-        self.tx
-            .try_send(Delivery::Reply(reply))
-            .map_err(|e| match e.into_inner() {
-                Delivery::Reply(r) | Delivery::Stream(r, _) => SendError::ClientGone(r),
-            })
+    pub fn send(self, reply: Reply) -> Result<(), SendError<Reply>> {
+        let RemoteResponder { tx, draft } = self;
+        draft.send(reply, |d| tx.try_send(d).map_err(|e| e.into_inner()))
     }
 
     /// Start a streaming reply (see [`Responder::start_stream`]); the [`BodySender`] is `Send`.
     ///
     /// # Errors
     /// [`SendError::ClientGone`] with `head` if the client has hung up.
-    pub fn start_stream(mut self, head: Reply) -> Result<BodySender, SendError<Reply>> {
-        let head = self.merge(head);
-        let (tx, rx) = async_channel::bounded(self.queue_len.max(1));
-        match self.tx.try_send(Delivery::Stream(head, rx)) {
-            Ok(()) => Ok(BodySender { tx }),
-            Err(e) => match e.into_inner() {
-                Delivery::Reply(r) | Delivery::Stream(r, _) => Err(SendError::ClientGone(r)),
-            },
-        }
+    pub fn start_stream(self, head: Reply) -> Result<BodySender, SendError<Reply>> {
+        let RemoteResponder { tx, draft } = self;
+        draft.start_stream(head, |d| tx.try_send(d).map_err(|e| e.into_inner()))
     }
 
     /// Has the client gone?

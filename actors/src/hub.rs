@@ -184,6 +184,23 @@ impl Channel {
         }
     }
 
+    /// Take long-poll waiter `key` if it is still subscriber `uid` (slots are reused).
+    fn take_waiter(&mut self, key: usize, uid: u64) -> Option<Waiter> {
+        let current = self.waiters.get(key).is_some_and(|w| w.uid == uid);
+        current.then(|| self.waiters.remove(key))
+    }
+
+    fn forget_waiter(&mut self, key: usize, uid: u64) {
+        self.take_waiter(key, uid);
+    }
+
+    /// Remove stream `key` if it is still subscriber `uid`.
+    fn forget_stream(&mut self, key: usize, uid: u64) {
+        if self.streams.get(key).is_some_and(|s| s.uid == uid) {
+            self.streams.remove(key);
+        }
+    }
+
     fn subscribers(&self) -> usize {
         self.waiters.len() + self.streams.len()
     }
@@ -399,15 +416,7 @@ impl Hub {
                 Err(cursor) => {
                     let uid = self.uid();
                     let key = ch.waiters.vacant_key();
-                    let weak = Rc::downgrade(&channel);
-                    let registered = ctx.on_close(move || {
-                        remove_entry(&weak, |ch| {
-                            if ch.waiters.get(key).is_some_and(|w| w.uid == uid) {
-                                ch.waiters.remove(key);
-                            }
-                        })
-                    });
-                    if !registered {
+                    if !forget_on_hang_up(&ctx, &channel, key, uid, Channel::forget_waiter) {
                         return; // the client left meanwhile
                     }
                     ch.waiters.insert(Waiter { ctx, cursor, uid });
@@ -444,15 +453,7 @@ impl Hub {
                 };
                 let uid = self.uid();
                 let key = ch.streams.vacant_key();
-                let weak = Rc::downgrade(&channel);
-                let registered = ctx.on_close(move || {
-                    remove_entry(&weak, |ch| {
-                        if ch.streams.get(key).is_some_and(|s| s.uid == uid) {
-                            ch.streams.remove(key);
-                        }
-                    })
-                });
-                if !registered {
+                if !forget_on_hang_up(&ctx, &channel, key, uid, Channel::forget_stream) {
                     return; // the client left meanwhile
                 }
                 let weak = Rc::downgrade(&channel);
@@ -587,12 +588,7 @@ impl Hub {
                 continue;
             };
             let mut ch = channel.borrow_mut();
-            if ch
-                .waiters
-                .get(deadline.key)
-                .is_some_and(|w| w.uid == deadline.uid)
-            {
-                let waiter = ch.waiters.remove(deadline.key);
+            if let Some(waiter) = ch.take_waiter(deadline.key, deadline.uid) {
                 let reply = subscriber_reply(
                     &self.config,
                     &waiter.ctx,
@@ -653,13 +649,24 @@ impl Hub {
     }
 }
 
-/// Remove a subscriber entry from its channel, if the channel still exists and is not busy.
-fn remove_entry(channel: &Weak<RefCell<Channel>>, remove: impl FnOnce(&mut Channel)) {
-    if let Some(channel) = channel.upgrade() {
-        if let Ok(mut ch) = channel.try_borrow_mut() {
-            remove(&mut ch);
+/// Have `forget(channel, key, uid)` run when the client of `ctx` hangs up, so its entry goes at
+/// once (if the channel still exists and is not busy; otherwise the next publish or tick finds
+/// the entry closed). `false` if the client has gone already.
+fn forget_on_hang_up(
+    ctx: &SavedContext,
+    channel: &Rc<RefCell<Channel>>,
+    key: usize,
+    uid: u64,
+    forget: fn(&mut Channel, usize, u64),
+) -> bool {
+    let channel = Rc::downgrade(channel);
+    ctx.on_close(move || {
+        if let Some(channel) = channel.upgrade() {
+            if let Ok(mut ch) = channel.try_borrow_mut() {
+                forget(&mut ch, key, uid);
+            }
         }
-    }
+    })
 }
 
 /// Answer a long-poll subscriber with `message`; `false` if its client has gone.
