@@ -12,6 +12,7 @@ use async_executor::LocalExecutor;
 use event_listener::Event;
 use futures_lite::FutureExt;
 
+use crate::dispatch::is_abort;
 use crate::error::MailboxError;
 
 /// The address of an actor: clone it freely; it is `Send` if `M` is.
@@ -176,8 +177,11 @@ fn mailbox<M>(capacity: usize) -> (Addr<M>, Mailbox<M>) {
 /// Spawn an actor that handles each message with `handler`, on `executor`.
 ///
 /// A panic in `handler` is logged and the actor goes on with the next message; the message is
-/// dropped (a [`SavedContext`](crate::SavedContext) in it answers `500`). The actor stops when
-/// every [`Addr`] is dropped.
+/// dropped (a [`SavedContext`](crate::SavedContext) in it answers `500`). An
+/// [`abort`](crate::abort) in `handler` is no panic: its reply goes to the request context
+/// current at the abort (the one brought back by
+/// [`with_restored_context!`](crate::with_restored_context)), and the actor goes on. The actor
+/// stops when every [`Addr`] is dropped.
 ///
 /// ```
 /// let ex = async_executor::LocalExecutor::new();
@@ -196,8 +200,15 @@ where
         capacity,
         move |mut mailbox: Mailbox<M>| async move {
             while let Some(msg) = mailbox.recv().await {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| handler(msg))).is_err() {
-                    log::error!("actor panicked on a message; its reply (if any) is a 500");
+                match std::panic::catch_unwind(AssertUnwindSafe(|| handler(msg))) {
+                    Ok(()) => {}
+                    // Dropping the payload sends the abort's reply.
+                    Err(payload) if is_abort(&*payload) => {
+                        log::debug!("actor message handler aborted");
+                    }
+                    Err(_) => {
+                        log::error!("actor panicked on a message; its reply (if any) is a 500")
+                    }
                 }
             }
         },
@@ -206,7 +217,9 @@ where
 
 /// Spawn an actor written as an async loop over its [`Mailbox`], on `executor`. It can await
 /// timers and other events between messages. A panic stops the actor and is logged; senders
-/// then see [`MailboxError::Closed`].
+/// then see [`MailboxError::Closed`]. So does an [`abort`](crate::abort) that reaches the end of
+/// the task (its reply is sent all the same): catch aborts inside the loop with
+/// [`catch_abort`](crate::catch_abort) to keep the actor going.
 ///
 /// ```
 /// use std::time::Duration;
@@ -233,8 +246,13 @@ where
     let task = AssertUnwindSafe(body(mailbox)).catch_unwind();
     executor
         .spawn(async move {
-            if task.await.is_err() {
-                log::error!("actor task panicked and stopped");
+            match task.await {
+                Ok(()) => {}
+                // Dropping the payload sends the abort's reply.
+                Err(payload) if is_abort(&*payload) => {
+                    log::warn!("actor task stopped by an abort (use catch_abort in its loop)")
+                }
+                Err(_) => log::error!("actor task panicked and stopped"),
             }
         })
         .detach();

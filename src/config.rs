@@ -1,5 +1,7 @@
 //! One place for every limit and timeout of an [`Acceptor`](crate::Acceptor).
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Limits and timeouts of an acceptor. Every field documents its default and unit.
@@ -75,6 +77,24 @@ pub struct Config {
     /// After an error reply that closes the connection, how long unread request bytes are still
     /// read and discarded, so the client receives the reply instead of a reset. Default: 2 s.
     pub lingering_time: Duration,
+    /// Addresses of the reverse proxies in front of the server whose forwarding headers are
+    /// believed: [`Request::real_remote_addr`](crate::Request::real_remote_addr) reads
+    /// `Forwarded` / `X-Forwarded-For` only when the peer is one of them (IPv4-mapped IPv6
+    /// addresses match their IPv4 form). Default: empty (the headers are never believed).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Largest file upload of a `multipart/form-data` body kept in memory, in bytes; a larger one
+    /// is written to a temporary file in [`upload_dir`](Config::upload_dir), removed when the
+    /// request ends. See [`Upload`](crate::params::Upload). Default: 64 KiB.
+    pub upload_memory_limit: usize,
+    /// Directory of the temporary files of uploads over
+    /// [`upload_memory_limit`](Config::upload_memory_limit). Default: [`std::env::temp_dir()`].
+    pub upload_dir: PathBuf,
+    /// Most fields in one form body: `name=value` pairs of an urlencoded body, parts of a
+    /// multipart one (fields and files together). A body with more is refused as a whole:
+    /// [`FormError::TooManyFields`](crate::params::FormError::TooManyFields), answered
+    /// `413 Content Too Large`. Query strings are bounded by
+    /// [`max_head_size`](Config::max_head_size) instead. Default: 1000.
+    pub max_form_fields: usize,
 }
 
 impl Default for Config {
@@ -99,6 +119,10 @@ impl Default for Config {
             tcp_nodelay: true,
             listen_backlog: 1024,
             lingering_time: Duration::from_secs(2),
+            trusted_proxies: Vec::new(),
+            upload_memory_limit: 64 * 1024,
+            upload_dir: std::env::temp_dir(),
+            max_form_fields: 1000,
         }
     }
 }

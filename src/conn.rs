@@ -18,14 +18,16 @@ use bytes::Bytes;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, StreamExt};
 use http::StatusCode;
 
+use crate::access_log::Entry;
 use crate::context::{self, RequestState};
-use crate::dispatch::{Handled, Handler};
+use crate::dispatch::{is_abort, Handled, Handler};
 use crate::error::SendError;
+use crate::error_pages;
 use crate::parse::{parse_head, ChunkedDecoder, Framing, Head};
 use crate::reply::{
     encode_chunk_size, encode_head, status_has_body, wants_close, BodyFraming, Reply, LAST_CHUNK,
 };
-use crate::request::Version;
+use crate::request::{Request, Version};
 use crate::responder::{ConnCell, Delivery, StreamItem, Wake};
 use crate::server::{AcceptorRef, ConnGuard};
 use crate::Config;
@@ -62,6 +64,7 @@ pub(crate) fn serve(
         rbuf: Vec::new(),
         wbuf: Vec::new(),
         served: 0,
+        record: None,
     };
     async move {
         let mut conn = conn;
@@ -178,6 +181,39 @@ struct Conn {
     wbuf: Vec<u8>,
     /// Requests read on this connection.
     served: usize,
+    /// What the access log and error pages need of the request being answered; only when one
+    /// of them is on.
+    record: Option<Box<Record>>,
+}
+
+/// What the access log and the error pages need to know of a request once its reply is written
+/// (the request itself may be gone by then: its context is dropped when the handler returns or
+/// the reply is sent).
+struct Record {
+    /// The access log line, less status and size; `None` without an access log.
+    entry: Option<Entry>,
+    /// The decoded path, for error pages (empty when they do not need it).
+    path: Box<str>,
+    /// Body bytes of a streamed reply written so far.
+    streamed: u64,
+}
+
+impl Record {
+    fn new(request: &Request, acceptor: &AcceptorRef) -> Option<Box<Record>> {
+        let log = acceptor.logs_access();
+        let pages = acceptor.error_pages().uses_path();
+        (log || pages).then(|| {
+            Box::new(Record {
+                entry: log.then(|| Entry::new(request)),
+                path: if pages {
+                    request.path().into()
+                } else {
+                    Box::default()
+                },
+                streamed: 0,
+            })
+        })
+    }
 }
 
 /// Keeps the acceptor's count of waiting requests right however the wait ends.
@@ -253,9 +289,13 @@ impl Conn {
                     Delivery::Stream(head, chunks) => {
                         // Streams hold more state and are rarer: boxed, so the active phase's
                         // own box stays small (and cheap to allocate per request).
+                        let status = head.status();
                         let stream = self.write_stream(head, chunks, exchange);
                         let keep_alive = Box::pin(stream).await;
                         self.cell.finish_request();
+                        let record = self.record.take();
+                        let streamed = record.as_ref().map_or(0, |r| r.streamed);
+                        self.log_access(record.as_deref(), status, streamed);
                         (keep_alive?, None)
                     }
                 },
@@ -297,7 +337,11 @@ impl Conn {
             // Bodies still on the wire take the slow path, boxed to keep the task small.
             None => match Box::pin(self.read_body(head.framing, head.expect_continue)).await? {
                 Ok(body) => body,
-                Err(status) => return Ok(Next::Refused(status)),
+                Err(status) => {
+                    // The head was read: the access log can show its request line.
+                    self.record = Record::new(&head.request, &self.acceptor);
+                    return Ok(Next::Refused(status));
+                }
             },
         };
         self.served += 1;
@@ -320,6 +364,7 @@ impl Conn {
     fn dispatch(&mut self, handler: &dyn Handler, head: Head, body: Bytes) -> Option<Wake> {
         let mut request = head.request;
         request.set_body(body);
+        self.record = Record::new(&request, &self.acceptor);
         self.cell.begin(self.cell.seq());
         let state = Rc::new(RequestState::new(
             request,
@@ -338,14 +383,35 @@ impl Conn {
                 }
             }
             Ok(Handled::Deferred) => {}
-            Err(panic) => {
-                let what = panic_message(&*panic);
-                log::error!(
-                    "handler panicked on {} {}: {what}",
+            // Not a panic: dropping the payload sends the abort's reply.
+            Err(payload) if is_abort(&*payload) => {
+                log::debug!(
+                    "handler aborted on {} {}",
                     state.request().method(),
                     state.request().target()
                 );
-                let _ = state.send(Reply::error(StatusCode::INTERNAL_SERVER_ERROR));
+                drop(payload);
+            }
+            Err(panic) => {
+                let what = panic_message(&*panic);
+                let location = error_pages::take_panic_location();
+                let at = location.as_deref().map(|l| format!(" at {l}"));
+                log::error!(
+                    "handler panicked on {} {}{}: {what}",
+                    state.request().method(),
+                    state.request().target(),
+                    at.as_deref().unwrap_or("")
+                );
+                let detail = self.acceptor.debug().then(|| match &location {
+                    Some(location) => format!("panicked at {location}:\n{what}"),
+                    None => what.to_owned(),
+                });
+                let path = state.request().path();
+                let reply = self
+                    .acceptor
+                    .error_pages()
+                    .panic_reply(&path, detail.as_deref());
+                let _ = state.send(reply);
             }
         }
         // If nobody kept the context, dropping it here abandons the request (500).
@@ -565,9 +631,14 @@ impl Conn {
             is_head,
             keep_alive,
         } = exchange;
+        let record = self.record.take();
+        let path = record.as_ref().map_or("", |r| &r.path);
+        let reply = self.acceptor.error_pages().apply(reply, path);
         let (status, headers, body) = reply.into_parts();
         let keep_alive = keep_alive && !wants_close(&headers) && !self.cell.is_shutting_down();
         let with_body = status_has_body(status);
+        let sent = if with_body && !is_head { body.len() } else { 0 };
+        self.log_access(record.as_deref(), status, sent as u64);
         let framing = if with_body {
             BodyFraming::Length(body.len() as u64)
         } else {
@@ -704,6 +775,9 @@ impl Conn {
         if data.is_empty() {
             return Ok(());
         }
+        if let Some(record) = &mut self.record {
+            record.streamed += data.len() as u64;
+        }
         if framing == BodyFraming::Chunked {
             encode_chunk_size(&mut self.wbuf, data.len());
             self.push_body(data).await?;
@@ -722,9 +796,23 @@ impl Conn {
             is_head: false,
             keep_alive: false,
         };
+        if self.record.is_none() && self.acceptor.logs_access() {
+            self.record = Some(Box::new(Record {
+                entry: Some(Entry::refused(self.peer)),
+                path: Box::default(),
+                streamed: 0,
+            }));
+        }
         self.encode_reply(Reply::error(status), exchange);
         self.flush().await?;
         Ok(End::Linger)
+    }
+
+    /// Write the access log line of a reply, if there is an access log.
+    fn log_access(&self, record: Option<&Record>, status: StatusCode, bytes: u64) {
+        if let Some(entry) = record.and_then(|r| r.entry.as_ref()) {
+            self.acceptor.log_access(entry.line(status, bytes));
+        }
     }
 
     /// Half-close, then read and discard what the client still sends, for a bounded time.

@@ -54,10 +54,11 @@ pub(crate) struct RequestState {
     request: Request,
     /// Status of the reply under construction.
     status: Cell<StatusCode>,
-    /// Header fields of the reply under construction.
     /// Header fields of the reply under construction; allocated when the first is set, since
     /// most waiting requests never set one.
     headers: RefCell<Option<Box<HeaderMap>>>,
+    /// Hunchentoot's `*session*`: whatever the application (or a
+    /// [`Sessions`](crate::session::Sessions) store) put there.
     session: RefCell<Option<Rc<dyn Any>>>,
     acceptor: AcceptorRef,
     cell: Rc<ConnCell>,
@@ -561,18 +562,113 @@ pub fn headers() -> HeaderMap {
 
 /// The current session slot (Hunchentoot's `*session*`), if one was set.
 ///
+/// The slot belongs to the request, so every [`SavedContext`] of it sees the same value. A
+/// [`Sessions`](crate::session::Sessions) store puts the request's
+/// [`Session`](crate::session::Session) here; [`session_as`] gives it back typed.
+///
+/// ```
+/// # iomux::context::__with_test_request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", || {
+/// use std::rc::Rc;
+/// assert!(iomux::context::session().is_none());
+/// iomux::context::set_session(Some(Rc::new(7u32)));
+/// assert!(iomux::context::session().is_some());
+/// # });
+/// ```
+///
 /// # Panics
 /// Outside any request context.
 pub fn session() -> Option<Rc<dyn Any>> {
     state().session.borrow().clone()
 }
 
+/// The current session slot, if it holds a `T`.
+///
+/// ```
+/// # iomux::context::__with_test_request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", || {
+/// use std::rc::Rc;
+/// iomux::context::set_session(Some(Rc::new(String::from("alice"))));
+/// assert_eq!(iomux::context::session_as::<String>().as_deref().map(String::as_str), Some("alice"));
+/// assert!(iomux::context::session_as::<u32>().is_none());
+/// # });
+/// ```
+///
+/// # Panics
+/// Outside any request context.
+pub fn session_as<T: Any>() -> Option<Rc<T>> {
+    session()?.downcast::<T>().ok()
+}
+
 /// Set the current session slot.
+///
+/// ```
+/// # iomux::context::__with_test_request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", || {
+/// use std::rc::Rc;
+/// iomux::context::set_session(Some(Rc::new(1u8)));
+/// iomux::context::set_session(None);
+/// assert!(iomux::context::session().is_none());
+/// # });
+/// ```
 ///
 /// # Panics
 /// Outside any request context.
 pub fn set_session(session: Option<Rc<dyn Any>>) {
-    *state().session.borrow_mut() = session;
+    let previous = std::mem::replace(&mut *state().session.borrow_mut(), session);
+    drop(previous);
+}
+
+/// The current session slot, or [`NoContextError`] outside any request context.
+pub(crate) fn try_session() -> Result<Option<Rc<dyn Any>>, NoContextError> {
+    Ok(current_state()?.session.borrow().clone())
+}
+
+/// Set the current session slot, or [`NoContextError`] outside any request context.
+pub(crate) fn try_set_session(session: Option<Rc<dyn Any>>) -> Result<(), NoContextError> {
+    let state = current_state()?;
+    // The previous value is dropped after the borrow ends: its drop may look at the slot.
+    let previous = std::mem::replace(&mut *state.session.borrow_mut(), session);
+    drop(previous);
+    Ok(())
+}
+
+/// Has the current request's reply right been used (reply or head sent, responder taken)?
+pub(crate) fn try_reply_started() -> Result<bool, NoContextError> {
+    Ok(current_state()?.replied.get())
+}
+
+/// Edit the header fields of the current reply under construction; `Ok(None)` when the reply
+/// right has been used already (the fields could no longer reach the client).
+pub(crate) fn try_edit_headers<R>(
+    f: impl FnOnce(&mut HeaderMap) -> R,
+) -> Result<Option<R>, NoContextError> {
+    let state = current_state()?;
+    if state.replied.get() {
+        return Ok(None);
+    }
+    Ok(Some(state.headers_mut(f)))
+}
+
+/// Run `f` with a request parsed from `head` current, as a handler would run, but with no
+/// connection behind it (its reply goes nowhere). For examples and unit tests; not part of the
+/// API.
+///
+/// # Panics
+/// If `head` is not one complete, valid request head, or no loopback port can be bound for the
+/// acceptor the context refers to.
+#[doc(hidden)]
+pub fn __with_test_request<R>(head: &str, f: impl FnOnce() -> R) -> R {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let config = crate::Config::default();
+    let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 50000));
+    let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
+    let parsed = crate::parse::parse_head(head.as_bytes(), &config, peer, local);
+    let Ok(Some((head, _))) = parsed else {
+        panic!("iomux: not a complete, valid request head: {head:?}");
+    };
+    let acceptor = crate::Acceptor::bind((Ipv4Addr::LOCALHOST, 0), |_: &Request| Reply::text(""))
+        .expect("iomux: a loopback port for the test acceptor");
+    let cell = Rc::new(ConnCell::default());
+    let state = Rc::new(RequestState::new(head.request, acceptor.handle(), cell));
+    run_handler(state, f)
 }
 
 /// Send `reply` to the current request (IOMUX-SEND-REPLY). Header fields set on the reply under

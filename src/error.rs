@@ -156,3 +156,69 @@ impl fmt::Display for NoContextError {
 }
 
 impl std::error::Error for NoContextError {}
+
+/// A cookie that may not be sent: [`Cookie`](crate::cookie::Cookie) checks each part against
+/// RFC 6265 §4.1.1 when it is built, so a cookie that exists can always be written.
+///
+/// ```
+/// use iomux::cookie::Cookie;
+/// use iomux::CookieError;
+/// assert_eq!(Cookie::new("a b", "1").unwrap_err(), CookieError::Name);
+/// assert_eq!(Cookie::new("a", "x;y").unwrap_err().to_string(), "invalid cookie value");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieError {
+    /// The name is empty or not a token (RFC 9110 `tchar`s).
+    Name,
+    /// The value holds a byte other than a `cookie-octet` (no space, `"`, `,`, `;`, `\`,
+    /// controls or non-ASCII), except for one pair of surrounding double quotes.
+    Value,
+    /// The `Domain` is empty or holds a byte other than an ASCII letter, digit, `-` or `.`.
+    Domain,
+    /// The `Path` holds `;`, a control byte or non-ASCII.
+    Path,
+}
+
+impl fmt::Display for CookieError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CookieError::Name => "invalid cookie name",
+            CookieError::Value => "invalid cookie value",
+            CookieError::Domain => "invalid cookie Domain attribute",
+            CookieError::Path => "invalid cookie Path attribute",
+        })
+    }
+}
+
+impl std::error::Error for CookieError {}
+
+/// A redirect that cannot be made (see [`Reply::redirect`](crate::Reply::redirect)).
+///
+/// ```
+/// use iomux::http::StatusCode;
+/// let err = iomux::Reply::redirect(StatusCode::OK, "/").unwrap_err();
+/// assert_eq!(err, iomux::RedirectError::Status(StatusCode::OK));
+/// assert_eq!(err.to_string(), "200 is not a redirect status (301, 302, 303, 307 or 308)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectError {
+    /// The status is not 301, 302, 303, 307 or 308.
+    Status(http::StatusCode),
+    /// The target holds a control byte (CR, LF, NUL, ...): it could not be a `Location` value.
+    Target,
+}
+
+impl fmt::Display for RedirectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedirectError::Status(status) => write!(
+                f,
+                "{} is not a redirect status (301, 302, 303, 307 or 308)",
+                status.as_u16()
+            ),
+            RedirectError::Target => f.write_str("redirect target holds a control byte"),
+        }
+    }
+}
+
+impl std::error::Error for RedirectError {}

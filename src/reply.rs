@@ -1,13 +1,16 @@
 //! [`Reply`]: status, header fields and body; and its encoding on the wire (RFC 9112 §6).
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 
-use crate::request::Version;
+use crate::cookie::Cookie;
+use crate::error::{NoContextError, RedirectError};
+use crate::request::{Request, Version};
 
 /// A reply: status, header fields and body.
 ///
@@ -33,18 +36,31 @@ pub struct Reply {
     body: Bytes,
 }
 
-/// A header name or value that may not be sent (not a token; CR, LF, NUL or other controls).
+/// A header field that may not be sent: the name is not a token, or the value holds CR, LF, NUL
+/// or another control byte (no response splitting), or non-ASCII.
 ///
 /// ```
-/// let err = iomux::Reply::text("x").try_header("X-Evil", "a\r\nSet-Cookie: b").unwrap_err();
-/// assert_eq!(err.to_string(), "invalid header field");
+/// use iomux::{InvalidHeader, Reply};
+/// let err = Reply::text("x").try_header("X-Evil", "a\r\nSet-Cookie: b").unwrap_err();
+/// assert_eq!(err, InvalidHeader::Value);
+/// assert_eq!(err.to_string(), "invalid header field value");
+/// assert_eq!(Reply::text("x").try_header("Bad Name", "1").unwrap_err(), InvalidHeader::Name);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidHeader;
+pub enum InvalidHeader {
+    /// The name is empty or not a token (RFC 9110 `tchar`s).
+    Name,
+    /// The value holds a control byte (CR, LF, NUL, ...) or a byte outside visible ASCII, space
+    /// and tab.
+    Value,
+}
 
 impl std::fmt::Display for InvalidHeader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("invalid header field")
+        f.write_str(match self {
+            InvalidHeader::Name => "invalid header field name",
+            InvalidHeader::Value => "invalid header field value",
+        })
     }
 }
 
@@ -99,24 +115,82 @@ impl Reply {
         }
     }
 
-    /// A plain-text reply whose body is the status line's reason, e.g. `404 Not Found`.
+    /// An error reply: plain text whose body is the status line, e.g. `404 Not Found`.
+    ///
+    /// The connection knows it for an error *placeholder*: with
+    /// [`ErrorPages::html`](crate::error_pages::ErrorPages::html) or
+    /// [`templates`](crate::error_pages::ErrorPages::templates) configured, a 4xx or 5xx reply
+    /// built here (header fields added or not, but with this body) is sent with the error page
+    /// instead. A reply whose body the application chose is never changed.
     ///
     /// ```
     /// let r = iomux::Reply::error(iomux::http::StatusCode::NOT_FOUND);
     /// assert_eq!(r.body(), "404 Not Found\n");
     /// ```
     pub fn error(status: StatusCode) -> Reply {
-        let reason = status.canonical_reason().unwrap_or("Error");
-        Reply::text(format!("{} {reason}\n", status.as_u16())).with_status(status)
+        let body = match error_text(status) {
+            Some(text) => Bytes::from_static(text.as_bytes()),
+            None => Bytes::from(status_text(status)),
+        };
+        Reply::text(body).with_status(status)
+    }
+
+    /// A redirect to `target` with `status` (301, 302, 303, 307 or 308) and an empty body
+    /// (Hunchentoot's REDIRECT, without the unwinding: pass the reply to
+    /// [`abort`](crate::abort) for that).
+    ///
+    /// A relative `target` (`/login`, `next?page=2`, `../up`, `?q=1`, `//host/path`) is resolved
+    /// (RFC 3986 §5.2) against the current request when there is one
+    /// ([`context::try_request`](crate::context::try_request)): scheme `http` (iomux serves
+    /// plain HTTP; behind a proxy that terminates TLS, give an absolute `https://` target), host
+    /// from the request's `Host` field (the local address when it has none), base path and query
+    /// from its target. Outside a request context the reference is sent as it is, which RFC 9110
+    /// §10.2.2 allows. An absolute target (`https://example.com/`) is never changed. Spaces,
+    /// non-ASCII and the other bytes URIs may not hold (`"<>\\^`{|}`) are percent-encoded.
+    ///
+    /// # Errors
+    /// [`RedirectError::Status`] for another status, [`RedirectError::Target`] if `target`
+    /// holds a control byte (CR, LF, NUL, ...).
+    ///
+    /// ```
+    /// use iomux::http::StatusCode;
+    /// let r = iomux::Reply::redirect(StatusCode::SEE_OTHER, "https://example.com/a b")?;
+    /// assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    /// assert_eq!(r.headers()["location"], "https://example.com/a%20b");
+    /// assert!(iomux::Reply::redirect(StatusCode::FOUND, "/x\r\nSet-Cookie: a=b").is_err());
+    /// # Ok::<(), iomux::RedirectError>(())
+    /// ```
+    pub fn redirect(status: StatusCode, target: &str) -> Result<Reply, RedirectError> {
+        if !matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308) {
+            return Err(RedirectError::Status(status));
+        }
+        if target.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(RedirectError::Target);
+        }
+        let location = match crate::context::try_request() {
+            Ok(request) => resolve_location(&request, target),
+            Err(_) => target.to_owned(),
+        };
+        let value = HeaderValue::from_maybe_shared(Bytes::from(encode_location(&location)))
+            .map_err(|_| RedirectError::Target)?;
+        Ok(Reply::new(status).header(header::LOCATION, value))
     }
 
     /// Replace the status.
+    ///
+    /// ```
+    /// let r = iomux::Reply::text("gone").with_status(iomux::http::StatusCode::GONE);
+    /// assert_eq!(r.status().as_u16(), 410);
+    /// ```
     pub fn with_status(mut self, status: StatusCode) -> Reply {
         self.status = status;
         self
     }
 
     /// Set a header field, replacing any field of that name.
+    ///
+    /// [`HeaderName`] and [`HeaderValue`] cannot hold CR, LF or NUL; for names and values
+    /// from strings use [`try_header`](Reply::try_header).
     ///
     /// ```
     /// use iomux::http::{header, HeaderValue};
@@ -128,44 +202,168 @@ impl Reply {
         self
     }
 
-    /// Set a header field from strings, refusing names that are not tokens and values with
-    /// CR, LF, NUL or other control bytes (no response splitting).
+    /// Set a header field from strings, replacing any field of that name; names that are not
+    /// tokens and values with CR, LF, NUL or other control bytes are refused (no response
+    /// splitting), and nothing is set.
+    ///
+    /// # Errors
+    /// [`InvalidHeader::Name`] or [`InvalidHeader::Value`].
     ///
     /// ```
     /// let r = iomux::Reply::text("x").try_header("X-Request-Id", "42").unwrap();
     /// assert_eq!(r.headers()["x-request-id"], "42");
+    /// assert!(iomux::Reply::text("x").try_header("X-A", "1\0").is_err());
     /// ```
     pub fn try_header(mut self, name: &str, value: &str) -> Result<Reply, InvalidHeader> {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeader)?;
-        let value = HeaderValue::from_str(value).map_err(|_| InvalidHeader)?;
+        let (name, value) = field(name, value)?;
         self.headers.insert(name, value);
         Ok(self)
     }
 
-    /// Replace the body.
+    /// Add a header field, keeping the fields of that name already set (for fields that may
+    /// repeat, such as `Set-Cookie`, `Link` or `Vary`).
+    ///
+    /// ```
+    /// use iomux::http::{header, HeaderValue};
+    /// let r = iomux::Reply::text("x")
+    ///     .append_header(header::VARY, HeaderValue::from_static("Accept"))
+    ///     .append_header(header::VARY, HeaderValue::from_static("Cookie"));
+    /// assert_eq!(r.headers().get_all("vary").iter().count(), 2);
+    /// ```
+    pub fn append_header(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Add a header field from strings, keeping the fields of that name already set; refused
+    /// as [`try_header`](Reply::try_header) refuses.
+    ///
+    /// # Errors
+    /// [`InvalidHeader::Name`] or [`InvalidHeader::Value`].
+    ///
+    /// ```
+    /// let r = iomux::Reply::text("x")
+    ///     .try_append_header("Link", "</a.css>; rel=preload")?
+    ///     .try_append_header("Link", "</b.js>; rel=preload")?;
+    /// assert_eq!(r.headers().get_all("link").iter().count(), 2);
+    /// assert!(r.try_append_header("Link", "a\nb").is_err());
+    /// # Ok::<(), iomux::InvalidHeader>(())
+    /// ```
+    pub fn try_append_header(mut self, name: &str, value: &str) -> Result<Reply, InvalidHeader> {
+        let (name, value) = field(name, value)?;
+        self.headers.append(name, value);
+        Ok(self)
+    }
+
+    /// Remove every header field of that name (a name that was never set is fine).
+    ///
+    /// ```
+    /// let r = iomux::Reply::text("x").remove_header("content-type");
+    /// assert!(r.headers().get("content-type").is_none());
+    /// ```
+    pub fn remove_header<K: header::AsHeaderName>(mut self, name: K) -> Reply {
+        self.headers.remove(name);
+        self
+    }
+
+    /// Add a `Set-Cookie` field for `cookie` (fields of other cookies stay).
+    ///
+    /// Cookies set on the reply under construction (with
+    /// [`cookie::set_cookie`](crate::cookie::set_cookie), or by a session store) are sent as
+    /// well: `Set-Cookie` fields add up when the reply is sent, where other fields of a sent
+    /// reply replace those of the same name.
+    ///
+    /// ```
+    /// use iomux::cookie::{Cookie, SameSite};
+    /// let cookie = Cookie::new("theme", "dark")?.path("/")?.same_site(SameSite::Lax);
+    /// let r = iomux::Reply::text("ok").set_cookie(&cookie);
+    /// assert_eq!(r.headers()["set-cookie"], "theme=dark; Path=/; SameSite=Lax");
+    /// # Ok::<(), iomux::CookieError>(())
+    /// ```
+    pub fn set_cookie(self, cookie: &Cookie) -> Reply {
+        self.append_header(header::SET_COOKIE, cookie.header_value())
+    }
+
+    /// Forbid caching of this reply (Hunchentoot's NO-CACHE): `Cache-Control: no-cache,
+    /// no-store, must-revalidate`, `Pragma: no-cache` (HTTP/1.0 caches) and an `Expires` in the
+    /// past, each replacing a field of that name. For the reply under construction use
+    /// [`no_cache`](crate::no_cache()).
+    ///
+    /// ```
+    /// let r = iomux::Reply::text("live").no_cache();
+    /// assert_eq!(r.headers()["cache-control"], "no-cache, no-store, must-revalidate");
+    /// assert_eq!(r.headers()["pragma"], "no-cache");
+    /// assert_eq!(r.headers()["expires"], "Thu, 01 Jan 1970 00:00:00 GMT");
+    /// ```
+    pub fn no_cache(mut self) -> Reply {
+        for (name, value) in no_cache_fields() {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    /// Replace the body (the reply is then the application's own: never an error page).
+    ///
+    /// ```
+    /// let r = iomux::Reply::error(iomux::http::StatusCode::NOT_FOUND).with_body("no such item\n");
+    /// assert_eq!(r.body(), "no such item\n");
+    /// ```
     pub fn with_body(mut self, body: impl Into<Bytes>) -> Reply {
         self.body = body.into();
         self
     }
 
     /// The status.
+    ///
+    /// ```
+    /// assert_eq!(iomux::Reply::text("x").status(), iomux::http::StatusCode::OK);
+    /// ```
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The header fields.
+    ///
+    /// ```
+    /// assert!(iomux::Reply::new(iomux::http::StatusCode::OK).headers().is_empty());
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
     /// The header fields, to change.
+    ///
+    /// ```
+    /// let mut r = iomux::Reply::text("x");
+    /// r.headers_mut().clear();
+    /// assert!(r.headers().is_empty());
+    /// ```
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
         &mut self.headers
     }
 
     /// The body. Cloning a [`Bytes`] shares it: one encoded message can go to many clients.
+    ///
+    /// ```
+    /// assert_eq!(iomux::Reply::text("x").body(), "x");
+    /// ```
     pub fn body(&self) -> &Bytes {
         &self.body
+    }
+
+    /// Was this reply made by [`Reply::error`] (a 4xx or 5xx status text as its body, by
+    /// address: a body the application wrote never is)?
+    pub(crate) fn is_error_placeholder(&self) -> bool {
+        let code = self
+            .body
+            .get(..3)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| digits.parse::<u16>().ok());
+        code.and_then(error_slot)
+            .and_then(OnceLock::get)
+            .is_some_and(|text| {
+                text.as_ptr() == self.body.as_ptr() && text.len() == self.body.len()
+            })
     }
 
     pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
@@ -197,6 +395,166 @@ impl From<StatusCode> for Reply {
     fn from(status: StatusCode) -> Reply {
         Reply::error(status)
     }
+}
+
+/// `404 Not Found\n`: the status line text of [`Reply::error`].
+fn status_text(status: StatusCode) -> String {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    format!("{} {reason}\n", status.as_u16())
+}
+
+/// One slot per 4xx and 5xx status for the body of [`Reply::error`].
+fn error_slot(code: u16) -> Option<&'static OnceLock<&'static str>> {
+    static TEXTS: [OnceLock<&'static str>; 200] = [const { OnceLock::new() }; 200];
+    TEXTS.get(usize::from(code.checked_sub(400)?))
+}
+
+/// The body of [`Reply::error`] for a 4xx or 5xx status: one static text per status, made once
+/// (at most 200 short strings for the life of the process), so that the connection can tell a
+/// `Reply::error` from a reply with a body of the application's by the body's address, also
+/// after the reply was taken apart and put together again (as when the header fields of the
+/// reply under construction are merged in).
+fn error_text(status: StatusCode) -> Option<&'static str> {
+    let slot = error_slot(status.as_u16())?;
+    Some(slot.get_or_init(|| Box::leak(status_text(status).into_boxed_str())))
+}
+
+/// A header field from strings, checked.
+fn field(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), InvalidHeader> {
+    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| InvalidHeader::Name)?;
+    let value = HeaderValue::from_str(value).map_err(|_| InvalidHeader::Value)?;
+    Ok((name, value))
+}
+
+/// The fields [`Reply::no_cache`] sets.
+fn no_cache_fields() -> [(HeaderName, HeaderValue); 3] {
+    [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+        ),
+        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        (
+            header::EXPIRES,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        ),
+    ]
+}
+
+/// Forbid caching of the reply under construction (see [`Reply::no_cache`]): its fields are
+/// set with [`context::set_header`](crate::context::set_header), so they go out with whatever
+/// reply the request gets.
+///
+/// # Errors
+/// [`NoContextError`] outside any request context.
+///
+/// ```
+/// assert!(iomux::no_cache().is_err()); // no current request here
+/// ```
+pub fn no_cache() -> Result<(), NoContextError> {
+    crate::context::try_request()?;
+    for (name, value) in no_cache_fields() {
+        crate::context::set_header(name, value);
+    }
+    Ok(())
+}
+
+/// The absolute `http` URI that `reference` names, seen from `request` (RFC 3986 §5.2.2).
+fn resolve_location(request: &Request, reference: &str) -> String {
+    if has_scheme(reference) {
+        return reference.to_owned();
+    }
+    if reference.starts_with("//") {
+        return format!("http:{reference}");
+    }
+    let host = match request.header("host") {
+        Some(host) if !host.is_empty() => host.to_owned(),
+        _ => request.local_addr().to_string(),
+    };
+    let (rest, fragment) = match reference.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (reference, None),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let base_path = Some(request.raw_path())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    let (path, query) = if path.is_empty() {
+        (base_path.to_owned(), query.or(request.query()))
+    } else if path.starts_with('/') {
+        (remove_dot_segments(path), query)
+    } else {
+        let dir = &base_path[..=base_path.rfind('/').unwrap_or(0)];
+        (remove_dot_segments(&format!("{dir}{path}")), query)
+    };
+    let mut out = format!("http://{host}{path}");
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// Does the reference start with a scheme (`ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) ":"`)?
+fn has_scheme(reference: &str) -> bool {
+    let Some((scheme, _)) = reference.split_once(':') else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+}
+
+/// RFC 3986 §5.2.4 for a path that starts with `/`: `.` and `..` segments resolved.
+fn remove_dot_segments(path: &str) -> String {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *segment {
+            "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => {
+                out.push(other);
+                continue;
+            }
+        }
+        if last {
+            out.push("");
+        }
+    }
+    let mut result = String::with_capacity(path.len());
+    for segment in out {
+        result.push('/');
+        result.push_str(segment);
+    }
+    if result.is_empty() {
+        result.push('/');
+    }
+    result
+}
+
+/// Percent-encode the bytes a URI may not hold (space, non-ASCII, `"<>\^`{|}`); `%` and
+/// everything else stay as they are.
+fn encode_location(location: &str) -> String {
+    let mut out = String::with_capacity(location.len());
+    for &b in location.as_bytes() {
+        if b <= b' ' || b >= 0x7f || b"\"<>\\^`{|}".contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
 }
 
 /// How a reply body is delimited on the wire.

@@ -313,7 +313,8 @@ struct Draft {
 
 impl Draft {
     /// `reply` with the draft's fields added; the reply's own fields replace those of the same
-    /// name.
+    /// name, except `Set-Cookie`, whose fields add up (a session cookie set by the handler stays
+    /// when the reply sets cookies of its own).
     fn merge(&mut self, reply: Reply) -> Reply {
         let mut headers = std::mem::take(&mut self.headers);
         if headers.is_empty() {
@@ -323,7 +324,9 @@ impl Draft {
         let mut last = None;
         for (name, value) in own {
             if let Some(name) = name {
-                headers.remove(&name);
+                if name != http::header::SET_COOKIE {
+                    headers.remove(&name);
+                }
                 last = Some(name);
             }
             if let Some(name) = &last {

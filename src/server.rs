@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +15,15 @@ use event_listener::Event;
 use futures_lite::future;
 use slab::Slab;
 
+use crate::access_log::{AccessLog, Logger};
 use crate::conn;
 use crate::dispatch::Handler;
+use crate::error_pages::{self, ErrorPages, Pages};
 use crate::responder::ConnCell;
 use crate::Config;
 
-/// Builds an [`Acceptor`]: where to listen and with which [`Config`].
+/// Builds an [`Acceptor`]: where to listen, with which [`Config`], error pages, access log and
+/// debug flag.
 ///
 /// ```
 /// let acceptor = iomux::Acceptor::builder()
@@ -34,6 +37,9 @@ use crate::Config;
 pub struct AcceptorBuilder {
     addrs: io::Result<Vec<SocketAddr>>,
     config: Config,
+    error_pages: ErrorPages,
+    access_log: AccessLog,
+    debug: bool,
 }
 
 impl AcceptorBuilder {
@@ -46,41 +52,103 @@ impl AcceptorBuilder {
     }
 
     /// The limits and timeouts.
+    ///
+    /// ```
+    /// let builder = iomux::Acceptor::builder().config(iomux::Config::default());
+    /// # drop(builder);
+    /// ```
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
     }
 
-    /// Bind the listening socket; requests will go to `handler`.
+    /// The bodies of error replies nobody wrote a body for (see
+    /// [`error_pages`](crate::error_pages)); [`ErrorPages::plain`] by default.
+    ///
+    /// ```
+    /// use iomux::error_pages::ErrorPages;
+    /// let builder = iomux::Acceptor::builder().error_pages(ErrorPages::html());
+    /// # drop(builder);
+    /// ```
+    pub fn error_pages(mut self, pages: ErrorPages) -> Self {
+        self.error_pages = pages;
+        self
+    }
+
+    /// Where the access log goes (see [`access_log`](crate::access_log)); off by default.
+    ///
+    /// ```
+    /// use iomux::access_log::AccessLog;
+    /// let builder = iomux::Acceptor::builder().access_log(AccessLog::stderr());
+    /// # drop(builder);
+    /// ```
+    pub fn access_log(mut self, log: AccessLog) -> Self {
+        self.access_log = log;
+        self
+    }
+
+    /// Show what went wrong to the client (Hunchentoot's `*SHOW-LISP-ERRORS-P*`): the `500`
+    /// of a handler that panicked then carries the panic message and, where known, its
+    /// location. Off by default; never turn it on where clients are not trusted. Turning it on
+    /// installs, once per process, a panic hook that notes panic locations before calling the
+    /// hook that was set.
+    ///
+    /// ```
+    /// let builder = iomux::Acceptor::builder().debug(cfg!(debug_assertions));
+    /// # drop(builder);
+    /// ```
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = on;
+        self
+    }
+
+    /// Bind the listening socket; requests will go to `handler`. The error page templates are
+    /// read and the access log file opened (and its writer thread started) here.
     ///
     /// # Errors
-    /// The address does not resolve or cannot be bound.
+    /// The address does not resolve or cannot be bound; the error page directory or the access
+    /// log cannot be opened.
     pub fn bind(self, handler: impl Handler) -> io::Result<Acceptor> {
         let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+        let mut bound = None;
         for addr in self.addrs? {
             match bind_listener(addr, self.config.listen_backlog) {
                 Ok(listener) => {
-                    let listener = Async::new(listener)?;
-                    let local_addr = listener.get_ref().local_addr()?;
-                    let shared = Rc::new(Shared {
-                        config: self.config,
-                        local_addr,
-                        stop: StopHandle::default(),
-                        conns: RefCell::new(Slab::new()),
-                        conn_closed: Event::new(),
-                        waiting: Cell::new(0),
-                        buffers: RefCell::new(Vec::new()),
-                    });
-                    return Ok(Acceptor {
-                        listener,
-                        shared: AcceptorRef(shared),
-                        handler: Rc::new(handler),
-                    });
+                    bound = Some(listener);
+                    break;
                 }
                 Err(e) => last_err = e,
             }
         }
-        Err(last_err)
+        let Some(listener) = bound else {
+            return Err(last_err);
+        };
+        let listener = Async::new(listener)?;
+        let local_addr = listener.get_ref().local_addr()?;
+        let error_pages = self.error_pages.load()?;
+        let access_log_dropped = Arc::new(AtomicU64::new(0));
+        let access_log = self.access_log.start(access_log_dropped.clone())?;
+        if self.debug {
+            error_pages::note_panic_locations();
+        }
+        let shared = Rc::new(Shared {
+            config: self.config,
+            local_addr,
+            stop: StopHandle::default(),
+            conns: RefCell::new(Slab::new()),
+            conn_closed: Event::new(),
+            waiting: Cell::new(0),
+            buffers: RefCell::new(Vec::new()),
+            error_pages,
+            access_log: RefCell::new(access_log),
+            access_log_dropped,
+            debug: self.debug,
+        });
+        Ok(Acceptor {
+            listener,
+            shared: AcceptorRef(shared),
+            handler: Rc::new(handler),
+        })
     }
 }
 
@@ -109,6 +177,13 @@ pub(crate) struct Shared {
     waiting: Cell<usize>,
     /// Read buffers given back by connections that went idle or started waiting.
     buffers: RefCell<Vec<Vec<u8>>>,
+    error_pages: Pages,
+    /// The access log's queue; taken and closed when `serve` ends.
+    access_log: RefCell<Option<Logger>>,
+    /// Access log lines dropped (queue full, destination failing).
+    access_log_dropped: Arc<AtomicU64>,
+    /// Show panic details in `500` pages.
+    debug: bool,
 }
 
 /// A handle to the acceptor serving a request, from [`context::acceptor`](crate::context::acceptor)
@@ -140,6 +215,45 @@ impl AcceptorRef {
     /// Requests waiting for a deferred reply.
     pub fn waiting_requests(&self) -> usize {
         self.0.waiting.get()
+    }
+
+    /// Is debug on (see [`AcceptorBuilder::debug`])?
+    ///
+    /// ```
+    /// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "hi")?;
+    /// assert!(!acceptor.handle().debug());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn debug(&self) -> bool {
+        self.0.debug
+    }
+
+    /// Access log lines dropped so far: the queue to the writer thread was full (the
+    /// destination is slow or blocked) or the destination failed.
+    ///
+    /// ```
+    /// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "hi")?;
+    /// assert_eq!(acceptor.handle().access_log_dropped(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn access_log_dropped(&self) -> u64 {
+        self.0.access_log_dropped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn error_pages(&self) -> &Pages {
+        &self.0.error_pages
+    }
+
+    /// Is there an access log to write to?
+    pub(crate) fn logs_access(&self) -> bool {
+        self.0.access_log.borrow().is_some()
+    }
+
+    /// Queue an access log line (dropped and counted if the queue is full).
+    pub(crate) fn log_access(&self, line: String) {
+        if let Some(logger) = &*self.0.access_log.borrow() {
+            logger.log(line);
+        }
     }
 
     /// Add a connection to the registry; the guard removes it.
@@ -304,11 +418,25 @@ impl std::fmt::Debug for Acceptor {
 }
 
 impl Acceptor {
-    /// A builder, to set the address and [`Config`].
+    /// A builder, to set the address, [`Config`], error pages, access log and debug flag.
+    ///
+    /// ```
+    /// let acceptor = iomux::Acceptor::builder()
+    ///     .listen("127.0.0.1:0")
+    ///     .error_pages(iomux::error_pages::ErrorPages::html())
+    ///     .access_log(iomux::access_log::AccessLog::off())
+    ///     .debug(false)
+    ///     .bind(|_: &iomux::Request| "hi")?;
+    /// # drop(acceptor);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn builder() -> AcceptorBuilder {
         AcceptorBuilder {
             addrs: Ok(vec![SocketAddr::from(([127, 0, 0, 1], 8080))]),
             config: Config::default(),
+            error_pages: ErrorPages::default(),
+            access_log: AccessLog::default(),
+            debug: false,
         }
     }
 
@@ -404,6 +532,10 @@ impl Acceptor {
         future::or(accept, Self::sweep_idle(&shared)).await;
         drop(listener);
         shutdown(&shared).await;
+        let access_log = shared.0.access_log.borrow_mut().take();
+        if let Some(access_log) = access_log {
+            access_log.close().await;
+        }
         Ok(())
     }
 
