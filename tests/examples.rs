@@ -24,12 +24,13 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every example, by name.
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "hello",
     "deferred",
     "worker_thread",
     "own_executor",
     "stream",
+    "testsite",
 ];
 
 /// Where cargo put the example `name`: `target/<profile>/examples/`, found from this test
@@ -558,4 +559,75 @@ fn stream_events() {
         line.starts_with(&format!("stream: client {client} left /events after ")),
         "{line}"
     );
+}
+
+// --- testsite ---
+
+/// The test site's pages answer as its header says (cookies, sessions, redirect, Basic auth,
+/// uploads, ranges and the two charsets are also covered with curl by the feature tests).
+#[test]
+fn testsite_pages() {
+    let site = Example::start("testsite");
+    let info = site.get("/info?a=1&a=2&b=%C3%A9");
+    assert_eq!(info.status, 200, "{info:?}");
+    assert_eq!(info.header("content-type"), Some("application/json"));
+    let text = info.text();
+    assert!(
+        text.contains("\"get\": [[\"a\", \"1\"], [\"a\", \"2\"], [\"b\", \"é\"]]"),
+        "{text}"
+    );
+    assert!(text.contains("\"method\": \"GET\""), "{text}");
+
+    let cookie = site.get("/cookie?name=flavour&value=oat");
+    assert_eq!(cookie.header("set-cookie"), Some("flavour=oat; Path=/"));
+
+    let redirect = site.get("/redirect");
+    assert_eq!(redirect.status, 302);
+    let location = redirect.header("location").unwrap_or_default();
+    assert!(location.ends_with("/info?from=redirect"), "{location}");
+
+    let auth = site.get("/auth");
+    assert_eq!(auth.status, 401);
+    assert_eq!(
+        auth.header("www-authenticate"),
+        Some("Basic realm=\"iomux test site\"")
+    );
+
+    let first = site.get("/session");
+    assert_text(&first, 200, "visits: 1\n");
+    let id = first
+        .header("set-cookie")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut s = site.connect();
+    s.write_all(
+        format!("GET /session HTTP/1.1\r\nHost: t\r\nCookie: {id}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_text(
+        &Reader::new(&s).response(false).unwrap(),
+        200,
+        "visits: 2\n",
+    );
+
+    assert_text(
+        &site.get("/latin1?text=%E9t%E9"),
+        200,
+        "ISO-8859-1 parameter: été\n",
+    );
+    assert_text(
+        &site.get("/utf8?text=%C3%A9t%C3%A9"),
+        200,
+        "UTF-8 parameter: été\n",
+    );
+    let image = site.get("/image");
+    assert_eq!(
+        (image.status, image.header("content-type")),
+        (200, Some("image/png"))
+    );
+    assert_not_found(&site);
 }
