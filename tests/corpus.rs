@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use iomux::{Config, Reply, Request};
-use support::Server;
+use iomux::Config;
+use support::{echo, echo_body, Server};
 
 /// Silence after which a connection the server did not close is taken as kept open.
 const IDLE: Duration = Duration::from_millis(500);
@@ -36,27 +36,6 @@ const PROBE_LIMIT: Duration = Duration::from_secs(2);
 const WORKERS: usize = 16;
 
 const PROBE: &[u8] = b"GET /probe HTTP/1.1\r\nHost: probe\r\n\r\n";
-
-/// The application under test: 200 with a text body echoing method, target, version and body.
-fn echo(req: &Request) -> Reply {
-    Reply::text(echo_body(
-        req.method(),
-        req.target(),
-        req.version().as_str(),
-        req.body(),
-    ))
-}
-
-fn echo_body(method: &str, target: &str, version: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "method={method}\ntarget={target}\nversion={version}\nbody[{}]=",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out.push(b'\n');
-    out
-}
 
 /// The exact reply to [`PROBE`] (Date masked).
 fn probe_reply() -> Vec<u8> {

@@ -23,37 +23,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use iomux::{Reply, Request};
 use proptest::test_runner::{
     Config as PropConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
 };
-use support::Server;
+use support::{echo, echo_body, Server};
 
 /// Pause after each piece but the last, so the server reads it on its own.
 const PAUSE: Duration = Duration::from_micros(700);
 /// Longest wait for the server's replies on one connection.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The application: 200 with a text body echoing method, target, version and body.
-fn echo(req: &Request) -> Reply {
-    Reply::text(echo_body(
-        req.method(),
-        req.target(),
-        req.version().as_str(),
-        req.body(),
-    ))
-}
-
-fn echo_body(method: &str, target: &str, version: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!(
-        "method={method}\ntarget={target}\nversion={version}\nbody[{}]=",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(body);
-    out.push(b'\n');
-    out
-}
 
 /// The exact reply of [`echo`] (Date masked); `connection`: the Connection field expected.
 fn ok(method: &str, target: &str, version: &str, body: &[u8], connection: Option<&str>) -> Vec<u8> {

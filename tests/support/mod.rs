@@ -277,3 +277,26 @@ pub fn write(stream: &TcpStream, raw: &str) {
 pub fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n")
 }
+
+/// An application for framing tests: 200 with a text body echoing method, target, version and
+/// body (see [`echo_body`]).
+pub fn echo(req: &iomux::Request) -> iomux::Reply {
+    iomux::Reply::text(echo_body(
+        req.method(),
+        req.target(),
+        req.version().as_str(),
+        req.body(),
+    ))
+}
+
+/// The body [`echo`] answers with.
+pub fn echo_body(method: &str, target: &str, version: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "method={method}\ntarget={target}\nversion={version}\nbody[{}]=",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out.push(b'\n');
+    out
+}
