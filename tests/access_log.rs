@@ -3,6 +3,7 @@
 //! FIFO nobody reads) slowing no request down, its lines dropped and counted.
 
 mod reply_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};

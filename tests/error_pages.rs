@@ -3,6 +3,7 @@
 //! panic details only with debug on.
 
 mod reply_support;
+mod support;
 
 use iomux::error_pages::ErrorPages;
 use iomux::http::{header, HeaderValue, StatusCode};

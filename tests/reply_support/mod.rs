@@ -4,22 +4,21 @@
 //! logs.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, Once};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use async_executor::LocalExecutor;
-use iomux::{Acceptor, AcceptorBuilder, Handler, StopHandle};
+use iomux::{AcceptorBuilder, Handler};
+
+// Every test that uses this module also declares `mod support;` (the shared test server).
+use crate::support;
 
 /// A server on 127.0.0.1:0 on its own thread; stopped (and joined) on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
-    stop: StopHandle,
-    thread: Option<JoinHandle<()>>,
+    server: support::Server,
 }
 
 impl TestServer {
@@ -31,41 +30,22 @@ impl TestServer {
         C: FnOnce(AcceptorBuilder) -> AcceptorBuilder + Send + 'static,
         F: FnOnce(&LocalExecutor<'static>) -> H + Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let ex: LocalExecutor<'static> = LocalExecutor::new();
-            let handler = make(&ex);
-            let acceptor = configure(Acceptor::builder().listen("127.0.0.1:0"))
-                .bind(handler)
-                .unwrap();
-            tx.send((acceptor.local_addr(), acceptor.stop_handle()))
-                .unwrap();
-            async_io::block_on(ex.run(acceptor.serve(&ex))).unwrap();
-        });
-        let (addr, stop) = rx.recv().expect("server thread failed to start");
+        let server = support::Server::start_built(|b| configure(b.listen("127.0.0.1:0")), make);
         TestServer {
-            addr,
-            stop,
-            thread: Some(thread),
+            addr: server.addr,
+            server,
         }
     }
 
     /// A connection with a read timeout, so that a hung test fails instead of hanging.
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.set_nodelay(true).unwrap();
-        s
+        self.server.connect()
     }
 
     /// Send `request` on a new connection and read until the server closes it (requests should
     /// say `Connection: close`), as text.
     pub fn exchange(&self, request: &str) -> String {
-        let mut s = self.connect();
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        String::from_utf8_lossy(&self.server.exchange(request.as_bytes())).into_owned()
     }
 
     /// `GET path` with `Connection: close` and the extra header lines (each ending in CRLF).
@@ -76,20 +56,8 @@ impl TestServer {
     }
 
     /// Stop the server and wait for its thread (and so for `serve` to end).
-    pub fn shutdown(mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    pub fn shutdown(self) {
+        self.server.shutdown();
     }
 }
 

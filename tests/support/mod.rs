@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_executor::LocalExecutor;
-use iomux::{Acceptor, Config, Handler, StopHandle};
+use iomux::{Acceptor, AcceptorBuilder, Config, Handler, StopHandle};
 
 /// A server running on its own thread; stopped (and joined) on drop.
 pub struct Server {
@@ -35,15 +35,22 @@ impl Server {
         F: FnOnce(&LocalExecutor<'static>) -> H + Send + 'static,
     {
         let addr = addr.to_string();
+        Server::start_built(move |b| b.listen(addr).config(config), make)
+    }
+
+    /// Start a server whose builder `configure` sets up (address, config, error pages, access
+    /// log...); `make` runs on the server thread with the executor and returns the handler.
+    pub fn start_built<H, C, F>(configure: C, make: F) -> Server
+    where
+        H: Handler,
+        C: FnOnce(AcceptorBuilder) -> AcceptorBuilder + Send + 'static,
+        F: FnOnce(&LocalExecutor<'static>) -> H + Send + 'static,
+    {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let ex: LocalExecutor<'static> = LocalExecutor::new();
             let handler = make(&ex);
-            let acceptor = Acceptor::builder()
-                .listen(addr)
-                .config(config)
-                .bind(handler)
-                .unwrap();
+            let acceptor = configure(Acceptor::builder()).bind(handler).unwrap();
             tx.send((acceptor.local_addr(), acceptor.stop_handle()))
                 .unwrap();
             async_io::block_on(ex.run(acceptor.serve(&ex))).unwrap();
