@@ -55,7 +55,9 @@ pub(crate) fn serve(
         .get_ref()
         .local_addr()
         .unwrap_or_else(|_| acceptor.local_addr());
-    let conn = Conn {
+    // Used in place inside the task (not moved into a second local: a generator keeps the
+    // captured value and such a copy in separate slots, doubling the waiting task's size).
+    let mut conn = Conn {
         stream,
         peer,
         local,
@@ -67,7 +69,6 @@ pub(crate) fn serve(
         record: None,
     };
     async move {
-        let mut conn = conn;
         let mut resume = None;
         let end = loop {
             match Box::pin(conn.active(&*handler, resume.take())).await {
@@ -243,10 +244,11 @@ impl Conn {
         handler: &dyn Handler,
         mut resume: Option<Resume>,
     ) -> io::Result<Phase> {
+        if self.wbuf.capacity() == 0 {
+            // A write buffer from the pool, for this active phase (no growth by reallocation).
+            self.wbuf = self.acceptor.take_buffer();
+        }
         loop {
-            // After a deferred reply the client rarely has sent more yet (a long-poll client
-            // re-polls once it has the reply): wait for readiness rather than try a read.
-            let after_wait = matches!(resume, Some(Resume::Reply(..)));
             let (exchange, wake) = match resume.take() {
                 Some(Resume::Reply(exchange, wake)) => (exchange, wake),
                 Some(Resume::Shutdown(exchange)) => {
@@ -313,7 +315,10 @@ impl Conn {
                 self.flush().await?;
                 return Ok(Phase::End(End::Close));
             }
-            if after_wait && self.rbuf.is_empty() {
+            // Every request read has its reply: the client rarely has sent more yet (it waits
+            // for the reply, and a long-poll client re-polls once it has it), so wait for
+            // readiness rather than try a read that would only say `WouldBlock`.
+            if self.rbuf.is_empty() {
                 self.flush().await?;
                 self.release_buffers();
                 return Ok(Phase::Idle);
@@ -559,7 +564,7 @@ impl Conn {
         if self.rbuf.is_empty() {
             self.acceptor.recycle_buffer(std::mem::take(&mut self.rbuf));
         }
-        self.wbuf = Vec::new();
+        self.acceptor.recycle_buffer(std::mem::take(&mut self.wbuf));
     }
 
     /// Wait, holding no buffers, for the next request's first bytes; `false` when the

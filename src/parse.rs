@@ -160,15 +160,13 @@ pub(crate) fn parse_head(
         Version::Http10 => conn_keep_alive && !conn_close,
     };
 
-    let head_block: Box<[u8]> = buf[..len].into();
-    let fields: Box<[(Span, Span)]> = req
+    let fields = req
         .headers
         .iter()
-        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)))
-        .collect();
+        .map(|h| (Span::of(buf, h.name.as_bytes()), Span::of(buf, h.value)));
     let is_head = method == "HEAD";
     let request = Request::new(
-        head_block,
+        &buf[..len],
         fields,
         Span::of(buf, method.as_bytes()),
         Span::of(buf, target.as_bytes()),

@@ -61,6 +61,30 @@ impl Span {
     }
 }
 
+/// Bytes of one header field's entry in a request's field index: name and value spans, four
+/// little-endian `u32`s.
+const FIELD_ENTRY: usize = 16;
+
+fn encode_field(index: &mut Vec<u8>, (name, value): (Span, Span)) {
+    for n in [name.start, name.len, value.start, value.len] {
+        index.extend_from_slice(&n.to_le_bytes());
+    }
+}
+
+fn decode_field(entry: &[u8]) -> (Span, Span) {
+    let n = |i: usize| u32::from_le_bytes([entry[i], entry[i + 1], entry[i + 2], entry[i + 3]]);
+    (
+        Span {
+            start: n(0),
+            len: n(4),
+        },
+        Span {
+            start: n(8),
+            len: n(12),
+        },
+    )
+}
+
 /// One HTTP request: method, target, version, header fields, body and the two socket addresses.
 ///
 /// The head is stored as it arrived, in one allocation, with an index of spans into it, so a
@@ -77,12 +101,17 @@ impl Span {
 /// }
 /// ```
 pub struct Request {
-    head: Box<[u8]>,
-    fields: Box<[(Span, Span)]>,
+    /// The head's bytes, then the header fields' index (`FIELD_ENTRY` bytes per field): one
+    /// allocation per request.
+    block: Box<[u8]>,
+    /// Length of the head's bytes in `block`.
+    head_len: u32,
     method: Span,
     target: Span,
     version: Version,
-    body: Bytes,
+    /// `None` for an empty body (most requests): 8 bytes here rather than a `Bytes`' 32, in a
+    /// request that may wait for a long time.
+    body: Option<Box<Bytes>>,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
     /// Made on first use of a derived value or of request data.
@@ -104,21 +133,25 @@ pub(crate) struct Ext {
 
 impl Request {
     pub(crate) fn new(
-        head: Box<[u8]>,
-        fields: Box<[(Span, Span)]>,
+        head: &[u8],
+        fields: impl ExactSizeIterator<Item = (Span, Span)>,
         method: Span,
         target: Span,
         version: Version,
         peer_addr: SocketAddr,
         local_addr: SocketAddr,
     ) -> Request {
+        let mut block = Vec::with_capacity(head.len() + fields.len() * FIELD_ENTRY);
+        block.extend_from_slice(head);
+        fields.for_each(|field| encode_field(&mut block, field));
         Request {
-            head,
-            fields,
+            block: block.into_boxed_slice(),
+            // The head is at most `Config::max_head_size`, checked by the parser.
+            head_len: head.len() as u32,
             method,
             target,
             version,
-            body: Bytes::new(),
+            body: None,
             peer_addr,
             local_addr,
             ext: OnceCell::new(),
@@ -175,12 +208,23 @@ impl Request {
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes) {
-        self.body = body;
+        self.body = (!body.is_empty()).then(|| Box::new(body));
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.block[..self.head_len as usize]
+    }
+
+    /// The header fields' name and value spans, in the order received.
+    fn fields(&self) -> impl ExactSizeIterator<Item = (Span, Span)> + '_ {
+        self.block[self.head_len as usize..]
+            .chunks_exact(FIELD_ENTRY)
+            .map(decode_field)
     }
 
     fn text(&self, span: Span) -> &str {
         // Method, target and field names are checked tokens (ASCII) by the parser.
-        std::str::from_utf8(span.get(&self.head)).unwrap_or_default()
+        std::str::from_utf8(span.get(self.head())).unwrap_or_default()
     }
 
     /// The method, as sent (`GET`, `POST`, or an extension token).
@@ -214,7 +258,12 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn path(&self) -> Cow<'_, str> {
-        percent_encoding::percent_decode_str(self.raw_path()).decode_utf8_lossy()
+        let raw = self.raw_path();
+        if !raw.contains('%') {
+            // Nothing to decode (the usual case), and the target is valid UTF-8 already.
+            return Cow::Borrowed(raw);
+        }
+        percent_encoding::percent_decode_str(raw).decode_utf8_lossy()
     }
 
     /// The path of the target before percent-decoding.
@@ -227,6 +276,10 @@ impl Request {
     pub fn raw_path(&self) -> &str {
         let target = self.target();
         let without_query = target.split_once('?').map_or(target, |(p, _)| p);
+        if without_query.starts_with('/') {
+            // Origin form, the usual case.
+            return without_query;
+        }
         match without_query.find("://") {
             Some(scheme_end) => {
                 let rest = &without_query[scheme_end + 3..];
@@ -296,10 +349,9 @@ impl Request {
     }
 
     fn first_header(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
+        self.fields()
             .find(|(n, _)| self.text(*n).eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.get(&self.head))
+            .map(|(_, v)| v.get(self.head()))
     }
 
     /// All header fields in the order received: name as sent, raw value.
@@ -311,9 +363,8 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.fields
-            .iter()
-            .map(|&(n, v)| (self.text(n), v.get(&self.head)))
+        self.fields()
+            .map(|(n, v)| (self.text(n), v.get(self.head())))
     }
 
     /// The request body (empty when none was sent), de-chunked.
@@ -324,7 +375,9 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn body(&self) -> &Bytes {
-        &self.body
+        /// The body of every request without one.
+        static EMPTY: Bytes = Bytes::new();
+        self.body.as_deref().unwrap_or(&EMPTY)
     }
 
     /// The client's address.
@@ -508,7 +561,7 @@ impl Request {
         let charset = self
             .content_type()
             .and_then(|value| media_type_param(value, "charset"));
-        decode_text(&self.body, charset.as_deref())
+        decode_text(self.body(), charset.as_deref())
     }
 
     /// The client's address as the proxies in front of the server report it, when the peer is
@@ -647,8 +700,8 @@ impl std::fmt::Debug for Request {
             .field("method", &self.method())
             .field("target", &self.target())
             .field("version", &self.version)
-            .field("headers", &self.fields.len())
-            .field("body", &self.body.len())
+            .field("headers", &self.fields().len())
+            .field("body", &self.body().len())
             .field("peer_addr", &self.peer_addr)
             .finish()
     }
