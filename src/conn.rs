@@ -55,12 +55,11 @@ pub(crate) fn serve(
         .get_ref()
         .local_addr()
         .unwrap_or_else(|_| acceptor.local_addr());
+    cell.set_addrs(peer, local);
     // Used in place inside the task (not moved into a second local: a generator keeps the
     // captured value and such a copy in separate slots, doubling the waiting task's size).
     let mut conn = Conn {
         stream,
-        peer,
-        local,
         cell,
         acceptor,
         rbuf: Vec::new(),
@@ -90,7 +89,7 @@ pub(crate) fn serve(
             Ok(End::Close) => {}
             // Rare, and a large state: boxed so that it does not size every connection's task.
             Ok(End::Linger) => Box::pin(conn.linger()).await,
-            Err(e) => log::debug!("connection from {}: {e}", conn.peer),
+            Err(e) => log::debug!("connection from {}: {e}", conn.peer()),
         }
         drop(guard);
     }
@@ -172,8 +171,7 @@ enum Waited<T> {
 
 struct Conn {
     stream: Async<TcpStream>,
-    peer: SocketAddr,
-    local: SocketAddr,
+    /// Also holds the connection's addresses.
     cell: Rc<ConnCell>,
     acceptor: AcceptorRef,
     /// Bytes read and not yet parsed.
@@ -234,6 +232,10 @@ impl Drop for Waiting<'_> {
 }
 
 impl Conn {
+    fn peer(&self) -> SocketAddr {
+        self.cell.addrs().peer
+    }
+
     fn config(&self) -> &Config {
         self.acceptor.config()
     }
@@ -302,7 +304,7 @@ impl Conn {
                     }
                 },
                 Wake::Abandoned => {
-                    log::warn!("request from {} dropped without a reply: 500", self.peer);
+                    log::warn!("request from {} dropped without a reply: 500", self.peer());
                     self.cell.finish_request();
                     self.encode_reply(Reply::error(StatusCode::INTERNAL_SERVER_ERROR), exchange)
                 }
@@ -371,11 +373,7 @@ impl Conn {
         request.set_body(body);
         self.record = Record::new(&request, &self.acceptor);
         self.cell.begin(self.cell.seq());
-        let state = Rc::new(RequestState::new(
-            request,
-            self.acceptor.clone(),
-            self.cell.clone(),
-        ));
+        let state = Rc::new(RequestState::new(request, self.acceptor.clone()));
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             context::run_handler(state.clone(), || handler.handle(state.request()))
         }));
@@ -431,7 +429,7 @@ impl Conn {
         loop {
             if !self.rbuf.is_empty() {
                 let config = self.acceptor.config();
-                match parse_head(&self.rbuf, config, self.peer, self.local) {
+                match parse_head(&self.rbuf, config, &self.cell) {
                     Ok(Some((head, len))) => {
                         self.rbuf.drain(..len);
                         return Ok(HeadRead::Head(head));
@@ -621,7 +619,7 @@ impl Conn {
         })
         .await;
         if let Waited::Gone = waited {
-            log::debug!("client {} hung up while waiting", self.peer);
+            log::debug!("client {} hung up while waiting", self.peer());
             self.cell.mark_closed();
         }
         waited
@@ -761,7 +759,7 @@ impl Conn {
                     return Ok(keep_alive && framing != BodyFraming::UntilClose);
                 }
                 Waited::Gone => {
-                    log::debug!("client {} hung up during a stream", self.peer);
+                    log::debug!("client {} hung up during a stream", self.peer());
                     self.cell.mark_closed();
                     return Err(io::ErrorKind::ConnectionAborted.into());
                 }
@@ -795,7 +793,7 @@ impl Conn {
 
     /// Answer a request that cannot be served with `status`, and close.
     async fn refuse(&mut self, status: StatusCode) -> io::Result<End> {
-        log::debug!("refusing request from {}: {status}", self.peer);
+        log::debug!("refusing request from {}: {status}", self.peer());
         let exchange = Exchange {
             version: Version::Http11,
             is_head: false,
@@ -803,7 +801,7 @@ impl Conn {
         };
         if self.record.is_none() && self.acceptor.logs_access() {
             self.record = Some(Box::new(Record {
-                entry: Some(Entry::refused(self.peer)),
+                entry: Some(Entry::refused(self.peer())),
                 path: Box::default(),
                 streamed: 0,
             }));
@@ -933,7 +931,7 @@ pub fn connection_future_size() -> usize {
 mod tests {
     /// The connection task must stay small: it is most of what a waiting request costs.
     /// Raise this bound only with a measured reason (see benches/waiting_memory.rs).
-    const MAX_CONNECTION_FUTURE: usize = 512;
+    const MAX_CONNECTION_FUTURE: usize = 256;
 
     #[test]
     fn connection_future_is_small() {

@@ -57,26 +57,25 @@ pub(crate) struct RequestState {
     /// Header fields of the reply under construction; allocated when the first is set, since
     /// most waiting requests never set one.
     headers: RefCell<Option<Box<HeaderMap>>>,
-    /// Hunchentoot's `*session*`: whatever the application (or a
-    /// [`Sessions`](crate::session::Sessions) store) put there.
-    session: RefCell<Option<Rc<dyn Any>>>,
     acceptor: AcceptorRef,
-    cell: Rc<ConnCell>,
     seq: u32,
     /// The reply right has been used (sent, streamed, or handed out as a `Responder`).
     replied: Cell<bool>,
 }
 
 impl RequestState {
-    pub(crate) fn new(request: Request, acceptor: AcceptorRef, cell: Rc<ConnCell>) -> Self {
-        let seq = cell.seq();
+    /// The connection the request came on.
+    fn cell(&self) -> &Rc<ConnCell> {
+        self.request.conn()
+    }
+
+    pub(crate) fn new(request: Request, acceptor: AcceptorRef) -> Self {
+        let seq = request.conn().seq();
         RequestState {
             request,
             status: Cell::new(StatusCode::OK),
             headers: RefCell::new(None),
-            session: RefCell::new(None),
             acceptor,
-            cell,
             seq,
             replied: Cell::new(false),
         }
@@ -105,7 +104,7 @@ impl RequestState {
             .map_or_else(HeaderMap::new, |h| *h);
         let draft = Some((self.status.get(), headers));
         let queue = self.acceptor.config().stream_queue_len;
-        Some(Responder::new(self.cell.clone(), self.seq, draft, queue))
+        Some(Responder::new(self.cell().clone(), self.seq, draft, queue))
     }
 
     pub(crate) fn send(&self, reply: Reply) -> Result<(), SendError<Reply>> {
@@ -134,7 +133,7 @@ impl RequestState {
 impl Drop for RequestState {
     fn drop(&mut self) {
         if !self.replied.get() {
-            self.cell.abandon(self.seq);
+            self.cell().abandon(self.seq);
         }
     }
 }
@@ -358,7 +357,7 @@ impl SavedContext {
     /// for later, up to [`Config::max_head_size`](crate::Config::max_head_size); a client that
     /// sends more while its request waits is disconnected, as if it had hung up.
     pub fn is_closed(&self) -> bool {
-        self.state().map_or(true, |s| s.cell.is_closed(s.seq))
+        self.state().map_or(true, |s| s.cell().is_closed(s.seq))
     }
 
     /// Call `f` once if the saved request's client hangs up (or its connection is dropped) before
@@ -382,7 +381,7 @@ impl SavedContext {
     /// ```
     pub fn on_close(&self, f: impl FnOnce() + 'static) -> bool {
         match self.state() {
-            Ok(state) => state.cell.on_close(state.seq, Box::new(f)),
+            Ok(state) => state.cell().on_close(state.seq, Box::new(f)),
             Err(_) => false,
         }
     }
@@ -395,14 +394,14 @@ impl SavedContext {
     /// that was done; long-polls should be left to the shutdown status.
     pub fn keep_on_shutdown(&self) {
         if let Ok(state) = self.state() {
-            state.cell.keep_on_shutdown(state.seq);
+            state.cell().keep_on_shutdown(state.seq);
         }
     }
 
     /// Completes when the saved request's client hangs up or the request ends.
     pub fn closed(&self) -> impl Future<Output = ()> + 'static {
         let (cell, seq) = match self.state() {
-            Ok(s) => (s.cell.clone(), s.seq),
+            Ok(s) => (s.cell().clone(), s.seq),
             Err(_) => {
                 let cell = Rc::new(ConnCell::default());
                 let seq = cell.seq().wrapping_add(1);
@@ -578,7 +577,7 @@ pub fn headers() -> HeaderMap {
 /// # Panics
 /// Outside any request context.
 pub fn session() -> Option<Rc<dyn Any>> {
-    state().session.borrow().clone()
+    state().request.session()
 }
 
 /// The current session slot, if it holds a `T`.
@@ -612,20 +611,20 @@ pub fn session_as<T: Any>() -> Option<Rc<T>> {
 /// # Panics
 /// Outside any request context.
 pub fn set_session(session: Option<Rc<dyn Any>>) {
-    let previous = std::mem::replace(&mut *state().session.borrow_mut(), session);
+    let previous = state().request.replace_session(session);
     drop(previous);
 }
 
 /// The current session slot, or [`NoContextError`] outside any request context.
 pub(crate) fn try_session() -> Result<Option<Rc<dyn Any>>, NoContextError> {
-    Ok(current_state()?.session.borrow().clone())
+    Ok(current_state()?.request.session())
 }
 
 /// Set the current session slot, or [`NoContextError`] outside any request context.
 pub(crate) fn try_set_session(session: Option<Rc<dyn Any>>) -> Result<(), NoContextError> {
     let state = current_state()?;
     // The previous value is dropped after the borrow ends: its drop may look at the slot.
-    let previous = std::mem::replace(&mut *state.session.borrow_mut(), session);
+    let previous = state.request.replace_session(session);
     drop(previous);
     Ok(())
 }
@@ -660,14 +659,14 @@ pub fn __with_test_request<R>(head: &str, f: impl FnOnce() -> R) -> R {
     let config = crate::Config::default();
     let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 50000));
     let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 8080));
-    let parsed = crate::parse::parse_head(head.as_bytes(), &config, peer, local);
+    let cell = Rc::new(ConnCell::new(peer, local));
+    let parsed = crate::parse::parse_head(head.as_bytes(), &config, &cell);
     let Ok(Some((head, _))) = parsed else {
         panic!("iomux: not a complete, valid request head: {head:?}");
     };
     let acceptor = crate::Acceptor::bind((Ipv4Addr::LOCALHOST, 0), |_: &Request| Reply::text(""))
         .expect("iomux: a loopback port for the test acceptor");
-    let cell = Rc::new(ConnCell::default());
-    let state = Rc::new(RequestState::new(head.request, acceptor.handle(), cell));
+    let state = Rc::new(RequestState::new(head.request, acceptor.handle()));
     run_handler(state, f)
 }
 
@@ -731,7 +730,7 @@ pub fn responder() -> Option<Responder> {
 /// Outside any request context.
 pub fn keep_on_shutdown() {
     let s = state();
-    s.cell.keep_on_shutdown(s.seq);
+    s.cell().keep_on_shutdown(s.seq);
 }
 
 /// Has the current request's client gone?
@@ -740,7 +739,7 @@ pub fn keep_on_shutdown() {
 /// Outside any request context.
 pub fn is_closed() -> bool {
     let s = state();
-    s.cell.is_closed(s.seq)
+    s.cell().is_closed(s.seq)
 }
 
 /// A value that is part of the request context, like a Lisp special variable: each context has

@@ -342,7 +342,8 @@ pub mod __fuzz {
     }
 
     fn checked_parse(buf: &[u8], config: &Config) -> Result<Option<(Head, usize)>, u16> {
-        let (head, len) = match parse::parse_head(buf, config, PEER, LOCAL) {
+        let conn = std::rc::Rc::new(crate::responder::ConnCell::new(PEER, LOCAL));
+        let (head, len) = match parse::parse_head(buf, config, &conn) {
             Err(status) => {
                 let status = status.as_u16();
                 assert!(REFUSALS.contains(&status), "unexpected refusal {status}");

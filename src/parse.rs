@@ -3,11 +3,12 @@
 //! Nothing here panics on any input; every refusal names the status to answer before closing.
 
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
+use std::rc::Rc;
 
 use http::StatusCode;
 
 use crate::request::{Request, Span, Version};
+use crate::responder::ConnCell;
 use crate::Config;
 
 /// How the request body is delimited.
@@ -42,8 +43,7 @@ const STACK_HEADERS: usize = 128;
 pub(crate) fn parse_head(
     buf: &[u8],
     config: &Config,
-    peer: SocketAddr,
-    local: SocketAddr,
+    conn: &Rc<ConnCell>,
 ) -> Result<Option<(Head, usize)>, StatusCode> {
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap = Vec::new();
@@ -73,7 +73,7 @@ pub(crate) fn parse_head(
                     // RFC 9110 §2.5: a later HTTP/1.x is served as HTTP/1.1, the highest we know.
                     let mut patched = buf.to_vec();
                     patched[at] = b'1';
-                    parse_head(&patched, config, peer, local)
+                    parse_head(&patched, config, conn)
                 }
             };
         }
@@ -171,8 +171,7 @@ pub(crate) fn parse_head(
         Span::of(buf, method.as_bytes()),
         Span::of(buf, target.as_bytes()),
         version,
-        peer,
-        local,
+        conn.clone(),
     );
     let expect_continue = expect_continue && framing != Framing::Empty;
     Ok(Some((

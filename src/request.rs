@@ -14,6 +14,7 @@ use http::StatusCode;
 
 use crate::params::{Form, FormError};
 use crate::parse::{self, ChunkedDecoder, Framing};
+use crate::responder::ConnCell;
 use crate::{context, Config};
 
 /// HTTP version of a request.
@@ -112,8 +113,8 @@ pub struct Request {
     /// `None` for an empty body (most requests): 8 bytes here rather than a `Bytes`' 32, in a
     /// request that may wait for a long time.
     body: Option<Box<Bytes>>,
-    peer_addr: SocketAddr,
-    local_addr: SocketAddr,
+    /// The connection it came on: its addresses (kept once per connection, not per request).
+    conn: Rc<ConnCell>,
     /// Made on first use of a derived value or of request data.
     ext: OnceCell<Box<Ext>>,
 }
@@ -129,6 +130,9 @@ pub(crate) struct Ext {
     cookies: OnceCell<Vec<(String, String)>>,
     /// Values of [`Request::set_data`], one per type.
     data: RefCell<Vec<(TypeId, Rc<dyn Any>)>>,
+    /// Hunchentoot's `*session*` (see [`context::session`]): here, since most requests never
+    /// have one.
+    session: RefCell<Option<Rc<dyn Any>>>,
 }
 
 impl Request {
@@ -138,8 +142,7 @@ impl Request {
         method: Span,
         target: Span,
         version: Version,
-        peer_addr: SocketAddr,
-        local_addr: SocketAddr,
+        conn: Rc<ConnCell>,
     ) -> Request {
         let mut block = Vec::with_capacity(head.len() + fields.len() * FIELD_ENTRY);
         block.extend_from_slice(head);
@@ -152,8 +155,7 @@ impl Request {
             target,
             version,
             body: None,
-            peer_addr,
-            local_addr,
+            conn,
             ext: OnceCell::new(),
         }
     }
@@ -181,8 +183,8 @@ impl Request {
         let config = Config::default();
         let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50000);
         let local = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
-        let (head, len) =
-            parse::parse_head(raw, &config, peer, local)?.ok_or(StatusCode::BAD_REQUEST)?;
+        let (head, len) = parse::parse_head(raw, &config, &Rc::new(ConnCell::new(peer, local)))?
+            .ok_or(StatusCode::BAD_REQUEST)?;
         let rest = &raw[len..];
         let body = match head.framing {
             Framing::Empty => Vec::new(),
@@ -209,6 +211,11 @@ impl Request {
 
     pub(crate) fn set_body(&mut self, body: Bytes) {
         self.body = (!body.is_empty()).then(|| Box::new(body));
+    }
+
+    /// The connection the request came on.
+    pub(crate) fn conn(&self) -> &Rc<ConnCell> {
+        &self.conn
     }
 
     fn head(&self) -> &[u8] {
@@ -388,7 +395,7 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_addr
+        self.conn.addrs().peer
     }
 
     /// The local address the request arrived on.
@@ -399,7 +406,7 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.conn.addrs().local
     }
 
     /// The protocol as written on the wire (Hunchentoot's `server-protocol`): `HTTP/1.1` or
@@ -602,7 +609,7 @@ impl Request {
     /// ```
     pub fn real_remote_addr_with(&self, trusted: &[IpAddr]) -> IpAddr {
         let is_trusted = |ip: IpAddr| trusted.iter().any(|t| t.to_canonical() == ip);
-        let mut addr = self.peer_addr.ip().to_canonical();
+        let mut addr = self.peer_addr().ip().to_canonical();
         if !is_trusted(addr) {
             return addr;
         }
@@ -692,6 +699,20 @@ impl Request {
     pub(crate) fn ext(&self) -> &Ext {
         self.ext.get_or_init(Box::default)
     }
+
+    /// The session slot's value.
+    pub(crate) fn session(&self) -> Option<Rc<dyn Any>> {
+        self.ext.get()?.session.borrow().clone()
+    }
+
+    /// Replace the session slot's value, giving back the previous one (to be dropped once the
+    /// slot is no longer borrowed: its drop may look at the slot).
+    pub(crate) fn replace_session(&self, session: Option<Rc<dyn Any>>) -> Option<Rc<dyn Any>> {
+        if session.is_none() && self.ext.get().is_none() {
+            return None;
+        }
+        std::mem::replace(&mut *self.ext().session.borrow_mut(), session)
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -702,7 +723,7 @@ impl std::fmt::Debug for Request {
             .field("version", &self.version)
             .field("headers", &self.fields().len())
             .field("body", &self.body().len())
-            .field("peer_addr", &self.peer_addr)
+            .field("peer_addr", &self.peer_addr())
             .finish()
     }
 }

@@ -8,6 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -54,9 +55,28 @@ pub(crate) enum Wake {
     Abandoned,
 }
 
-/// Per-connection reply channel and hang-up / shutdown flags.
+/// The two ends of a connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnAddrs {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+}
+
+impl Default for ConnAddrs {
+    fn default() -> Self {
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        ConnAddrs {
+            peer: unspecified,
+            local: unspecified,
+        }
+    }
+}
+
+/// Per-connection reply channel, hang-up / shutdown flags and addresses.
 #[derive(Default)]
 pub(crate) struct ConnCell {
+    /// Kept here, once per connection, for the connection task and every request on it.
+    addrs: Cell<ConnAddrs>,
     /// Number of the request being handled.
     seq: Cell<u32>,
     slot: RefCell<Slot>,
@@ -80,6 +100,22 @@ pub(crate) struct ConnCell {
 }
 
 impl ConnCell {
+    /// A cell for a connection between `peer` and `local`.
+    pub(crate) fn new(peer: SocketAddr, local: SocketAddr) -> ConnCell {
+        let cell = ConnCell::default();
+        cell.set_addrs(peer, local);
+        cell
+    }
+
+    /// Record the connection's addresses (when its task starts).
+    pub(crate) fn set_addrs(&self, peer: SocketAddr, local: SocketAddr) {
+        self.addrs.set(ConnAddrs { peer, local });
+    }
+
+    pub(crate) fn addrs(&self) -> ConnAddrs {
+        self.addrs.get()
+    }
+
     /// Start request number `seq` (the previous one is over).
     pub(crate) fn begin(&self, seq: u32) {
         self.seq.set(seq);
