@@ -77,7 +77,7 @@ const BATCH: usize = 500;
 const SERVER_CPU: usize = 0;
 const CLIENT_CPU: usize = 1;
 /// Listen backlog of the naive peer, as iomux's default.
-const BACKLOG: i32 = 1024;
+const BACKLOG: i32 = 4096;
 /// Longest wait for the server to reach a state (all of a batch waiting, all closed).
 const PHASE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Read timeout of every client socket.

@@ -89,7 +89,7 @@ const PROMPT: Duration = Duration::from_secs(1);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Long-polls opened (then reset) per batch of the reset storm.
 const RESET_BATCH: usize = 128;
-/// Concurrent connects of the mass phase (the listen backlog is 1024 by default).
+/// Concurrent connects of the mass phase (the listen backlog is 4096 by default).
 const MASS_CONNECTORS: usize = 256;
 /// Interval between two slowloris bytes.
 const DRIBBLE: Duration = Duration::from_secs(1);

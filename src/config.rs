@@ -58,7 +58,9 @@ pub struct Config {
     /// one system call; larger bodies are written as they are. Default: 16 KiB.
     pub coalesce_limit: usize,
     /// Most open connections. When reached the acceptor stops accepting (new clients wait in the
-    /// kernel's listen backlog) until a connection closes. Default: 16384.
+    /// kernel's listen backlog) until a connection closes. Default: 16384. With
+    /// [workers](crate::AcceptorBuilder::workers), a limit per worker: n workers may hold up to
+    /// n times as many.
     pub max_connections: usize,
     /// Pause after a failed `accept` (for example `EMFILE`: out of file descriptors) before the
     /// next attempt, so the loop never spins. Default: 100 ms.
@@ -71,8 +73,14 @@ pub struct Config {
     pub shutdown_status: u16,
     /// Set `TCP_NODELAY` on accepted sockets, so small replies leave at once. Default: true.
     pub tcp_nodelay: bool,
-    /// Length of the kernel's queue of connections not yet accepted (capped by
-    /// `net.core.somaxconn`). Default: 1024.
+    /// Length of the kernel's queue of connections not yet accepted: what absorbs a burst of
+    /// connections arriving faster than the loop accepts them (while it is busy, or while
+    /// another process has its core). A connection that finds the queue full has its SYN
+    /// dropped and is retried by the client a second later (`ListenOverflows` in
+    /// `/proc/net/netstat`). The kernel caps it at `net.core.somaxconn` (4096 on Linux 5.4 and
+    /// later, 128 before; logged at `info` when it does). With
+    /// [workers](crate::AcceptorBuilder::workers), each worker's socket has a queue this long.
+    /// Default: 4096.
     pub listen_backlog: i32,
     /// After an error reply that closes the connection, how long unread request bytes are still
     /// read and discarded, so the client receives the reply instead of a reset. Default: 2 s.
@@ -117,7 +125,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(10),
             shutdown_status: 503,
             tcp_nodelay: true,
-            listen_backlog: 1024,
+            listen_backlog: 4096,
             lingering_time: Duration::from_secs(2),
             trusted_proxies: Vec::new(),
             upload_memory_limit: 64 * 1024,

@@ -51,6 +51,11 @@
 //! body) → [`Handler`] (dispatch, with the [`context`] current) → [`Handled::Deferred`] and a
 //! [`SavedContext`] to an actor ([`spawn_actor`], [`Addr`]) → [`Responder`] / [`send_reply`]
 //! back over the request's reply channel → the connection writes.
+//!
+//! To use more than one core, [`AcceptorBuilder::workers`] and
+//! [`AcceptorBuilder::bind_workers`] run several such loops, one per thread ([`Worker`],
+//! [`Workers`]), each with its own listening socket on the same port; handlers and actors stay
+//! single-threaded in their worker.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -75,6 +80,7 @@ pub mod router;
 mod server;
 pub mod session;
 pub mod static_files;
+mod workers;
 
 pub use actor::{spawn_actor, spawn_actor_task, Addr, Mailbox};
 pub use config::Config;
@@ -85,6 +91,7 @@ pub use reply::{no_cache, InvalidHeader, Reply};
 pub use request::{Request, Version};
 pub use responder::{BodySender, RemoteResponder, Responder};
 pub use server::{Acceptor, AcceptorBuilder, AcceptorRef, StopHandle};
+pub use workers::{Worker, Workers};
 
 /// Re-export of `bytes`: reply bodies are [`bytes::Bytes`], shared without copying.
 pub use bytes;

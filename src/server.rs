@@ -1,5 +1,6 @@
 //! Accept: the [`Acceptor`] binds a listening socket and spawns one connection actor per client
-//! on the user's [`LocalExecutor`].
+//! on the user's [`LocalExecutor`]; [`AcceptorBuilder::bind_workers`] starts several of them, one
+//! per thread (see [`Workers`]).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -20,10 +21,12 @@ use crate::conn;
 use crate::dispatch::Handler;
 use crate::error_pages::{self, ErrorPages, Pages};
 use crate::responder::ConnCell;
+use crate::workers::{Worker, Workers};
 use crate::Config;
 
 /// Builds an [`Acceptor`]: where to listen, with which [`Config`], error pages, access log and
-/// debug flag.
+/// debug flag; or, with [`workers`](AcceptorBuilder::workers) and
+/// [`bind_workers`](AcceptorBuilder::bind_workers), several event loops on threads of their own.
 ///
 /// ```
 /// let acceptor = iomux::Acceptor::builder()
@@ -40,6 +43,7 @@ pub struct AcceptorBuilder {
     error_pages: ErrorPages,
     access_log: AccessLog,
     debug: bool,
+    workers: usize,
 }
 
 impl AcceptorBuilder {
@@ -102,66 +106,292 @@ impl AcceptorBuilder {
         self
     }
 
+    /// How many event loops [`bind_workers`](AcceptorBuilder::bind_workers) starts: `n` OS
+    /// threads, each with its own [`LocalExecutor`], its own listening socket on the same
+    /// address (`SO_REUSEPORT`: the kernel spreads new connections over them by a hash of the
+    /// client's address and port) and its own connection actors. Default 1; `0` means one per
+    /// core ([`std::thread::available_parallelism`]). The spreading is Linux's (3.9 and later);
+    /// other systems may accept several `SO_REUSEPORT` sockets without spreading connections
+    /// over them. A connection stays with the worker that accepted it.
+    ///
+    /// Nothing is shared between workers unless you share it: each worker builds its own handler
+    /// (and its actors) on its own thread, so handlers, actors and
+    /// [`SavedContext`](crate::SavedContext)s stay single-threaded, as with one loop. To share
+    /// state across workers, give each handler a `Send` handle to its owner, whose messages carry
+    /// `Send` data: an `async_channel::Sender` (or `std::sync::mpsc::Sender`) to one owning
+    /// thread or worker, a [`RemoteResponder`](crate::RemoteResponder) so that the owner can
+    /// answer the request itself, or an `Arc` of atomics or a `Mutex` for plain figures. Each
+    /// worker has its own [`Config`] limits (see [`bind_workers`](AcceptorBuilder::bind_workers)).
+    ///
+    /// [`bind`](AcceptorBuilder::bind) serves one loop and refuses a builder with `workers(n)`
+    /// other than 1.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// // Shared by every worker: `Send + Sync` behind an `Arc`.
+    /// let hits = Arc::new(AtomicUsize::new(0));
+    /// let counted = hits.clone();
+    /// let workers = iomux::Acceptor::builder()
+    ///     .listen("127.0.0.1:0")
+    ///     .workers(2)
+    ///     .bind_workers(move |worker: &iomux::Worker<'_>| {
+    ///         // On the worker's own thread: the handler is not `Send`, and need not be.
+    ///         let index = worker.index();
+    ///         let hits = counted.clone();
+    ///         move |_: &iomux::Request| {
+    ///             hits.fetch_add(1, Ordering::Relaxed);
+    ///             format!("worker {index}\n")
+    ///         }
+    ///     })?;
+    /// assert_eq!(workers.count(), 2);
+    ///
+    /// use std::io::{Read, Write};
+    /// let mut s = std::net::TcpStream::connect(workers.local_addr())?;
+    /// s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    /// let mut reply = String::new();
+    /// s.read_to_string(&mut reply)?;
+    /// assert!(reply.ends_with("\r\n\r\nworker 0\n") || reply.ends_with("\r\n\r\nworker 1\n"));
+    ///
+    /// workers.stop_handle().stop();
+    /// workers.join()?;
+    /// assert_eq!(hits.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
     /// Bind the listening socket; requests will go to `handler`. The error page templates are
     /// read and the access log file opened (and its writer thread started) here.
     ///
     /// # Errors
     /// The address does not resolve or cannot be bound; the error page directory or the access
-    /// log cannot be opened.
+    /// log cannot be opened; [`workers`](AcceptorBuilder::workers) was set to other than 1
+    /// (`InvalidInput`: use [`bind_workers`](AcceptorBuilder::bind_workers)).
     pub fn bind(self, handler: impl Handler) -> io::Result<Acceptor> {
-        let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
-        let mut bound = None;
-        for addr in self.addrs? {
-            match bind_listener(addr, self.config.listen_backlog) {
-                Ok(listener) => {
-                    bound = Some(listener);
-                    break;
-                }
-                Err(e) => last_err = e,
-            }
+        if self.workers != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "workers({}) needs AcceptorBuilder::bind_workers; bind serves one loop",
+                    self.workers
+                ),
+            ));
         }
-        let Some(listener) = bound else {
-            return Err(last_err);
+        let backlog = self.config.listen_backlog;
+        let listener = bind_first(self.addrs?, |addr| bind_listener(addr, backlog, false))?;
+        let prepared = Prepared::new(self.config, self.error_pages, self.access_log, self.debug)?;
+        prepared.into_acceptor(listener, Rc::new(handler))
+    }
+
+    /// Bind one listening socket per [worker](AcceptorBuilder::workers), all on the same
+    /// address with `SO_REUSEPORT`, and start the workers: OS threads named `iomux-worker-{i}`,
+    /// each running its own [`LocalExecutor`]. On each worker's thread, `make(&worker)` builds
+    /// that worker's handler (and spawns its actors on [`Worker::executor`]); the worker then
+    /// serves its socket as [`Acceptor::serve`] does, until the [`StopHandle`] of
+    /// [`Workers::stop_handle`] stops them all, gracefully.
+    ///
+    /// The sockets are bound here, on the calling thread, with the configured
+    /// [`listen_backlog`](Config::listen_backlog) each, so that binding errors come back at once;
+    /// with port 0 the first socket picks the port and the others take the same. Here too the
+    /// error pages are read, and the access log opened with one writer thread for all workers.
+    ///
+    /// Each worker applies the whole [`Config`] to its own connections: with n workers up to
+    /// n × [`max_connections`](Config::max_connections) connections are open, and each keeps its
+    /// own pool of [`buffer_pool_len`](Config::buffer_pool_len) read buffers. The kernel spreads
+    /// connections by a hash, not by load: a worker at its `max_connections` leaves the
+    /// connections hashed to it waiting in its backlog even if another worker has room.
+    /// [`AcceptorRef`]'s figures ([`context::acceptor`](crate::context::acceptor)) are those of
+    /// the request's worker, except [`access_log_dropped`](AcceptorRef::access_log_dropped),
+    /// which counts for all.
+    ///
+    /// When a worker ends, all end: if `make` panics, or a worker fails, every other worker is
+    /// stopped (gracefully) and [`Workers::join`] reports it. A handler that panics is not a
+    /// worker that panics: its request is answered `500` and its worker goes on.
+    ///
+    /// ```
+    /// let workers = iomux::Acceptor::builder()
+    ///     .listen("127.0.0.1:0")
+    ///     .workers(2)
+    ///     .bind_workers(|worker: &iomux::Worker<'_>| {
+    ///         let reply = format!("hello from worker {} of {}\n", worker.index(), worker.count());
+    ///         move |_: &iomux::Request| reply.clone()
+    ///     })?;
+    /// println!("listening on http://{}", workers.local_addr());
+    /// let stop = workers.stop_handle(); // for a signal handler, say
+    /// stop.stop();
+    /// workers.join()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The address does not resolve or cannot be bound (for example `AddrInUse` when a socket
+    /// without `SO_REUSEPORT` holds it; a socket *with* it, of the same user, would share the
+    /// connections instead); the error page directory or the access log cannot be opened; a
+    /// thread cannot be started; `Unsupported` for more than one worker where the system has
+    /// no `SO_REUSEPORT`.
+    pub fn bind_workers<F, H>(self, make: F) -> io::Result<Workers>
+    where
+        F: Fn(&Worker<'_>) -> H + Send + Sync + 'static,
+        H: Handler,
+    {
+        let count = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
         };
-        let listener = Async::new(listener)?;
-        let local_addr = listener.get_ref().local_addr()?;
-        let error_pages = self.error_pages.load()?;
+        let backlog = self.config.listen_backlog;
+        let listeners = bind_first(self.addrs?, |addr| {
+            crate::workers::bind_listeners(addr, count, backlog)
+        })?;
+        let prepared = Prepared::new(self.config, self.error_pages, self.access_log, self.debug)?;
+        crate::workers::start(listeners, prepared, make)
+    }
+}
+
+/// Bind the first address that binds, else fail with the last error.
+fn bind_first<T>(
+    addrs: Vec<SocketAddr>,
+    mut bind: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last_err = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for addr in addrs {
+        match bind(addr) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => last_err = e,
+        }
+    }
+    Err(last_err)
+}
+
+/// A listening socket on `addr` (`SO_REUSEADDR`; `SO_REUSEPORT` too with `reuse_port`).
+pub(crate) fn bind_listener(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        set_reuse_port(&socket)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    note_backlog_cap(backlog);
+    socket.listen(backlog)?;
+    Ok(socket.into())
+}
+
+#[cfg(all(
+    unix,
+    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+))]
+fn set_reuse_port(socket: &socket2::Socket) -> io::Result<()> {
+    socket.set_reuse_port(true)
+}
+
+#[cfg(not(all(
+    unix,
+    not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+)))]
+fn set_reuse_port(_: &socket2::Socket) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "SO_REUSEPORT is not available here: use one worker",
+    ))
+}
+
+/// The kernel silently caps a listen backlog at `net.core.somaxconn`: say so (once per
+/// process) when it does.
+fn note_backlog_cap(backlog: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        if let Some(cap) = cap.filter(|&cap| cap < backlog) {
+            ONCE.call_once(|| {
+                log::info!(
+                    "listen backlog {backlog} is capped at net.core.somaxconn = {cap}; \
+                     raise it (sysctl net.core.somaxconn={backlog}) to absorb larger bursts"
+                );
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = backlog;
+}
+
+/// What every acceptor of one builder shares, made on the binding thread: one [`Config`],
+/// the error pages as read once, one access log writer, one stop handle.
+#[derive(Clone)]
+pub(crate) struct Prepared {
+    config: Config,
+    error_pages: Arc<Pages>,
+    access_log: Option<Arc<Logger>>,
+    access_log_dropped: Arc<AtomicU64>,
+    debug: bool,
+    pub(crate) stop: StopHandle,
+}
+
+impl Prepared {
+    /// Read the error pages, open the access log (starting its writer thread), note panic
+    /// locations if debugging.
+    fn new(
+        config: Config,
+        error_pages: ErrorPages,
+        access_log: AccessLog,
+        debug: bool,
+    ) -> io::Result<Prepared> {
+        let error_pages = Arc::new(error_pages.load()?);
         let access_log_dropped = Arc::new(AtomicU64::new(0));
-        let access_log = self.access_log.start(access_log_dropped.clone())?;
-        if self.debug {
+        let access_log = access_log.start(access_log_dropped.clone())?.map(Arc::new);
+        if debug {
             error_pages::note_panic_locations();
         }
+        Ok(Prepared {
+            config,
+            error_pages,
+            access_log,
+            access_log_dropped,
+            debug,
+            stop: StopHandle::default(),
+        })
+    }
+
+    /// An acceptor on `listener` (registered with the reactor here) serving `handler`.
+    pub(crate) fn into_acceptor(
+        self,
+        listener: TcpListener,
+        handler: Rc<dyn Handler>,
+    ) -> io::Result<Acceptor> {
+        let listener = Async::new(listener)?;
+        let local_addr = listener.get_ref().local_addr()?;
         let shared = Rc::new(Shared {
             config: self.config,
             local_addr,
-            stop: StopHandle::default(),
+            stop: self.stop,
             conns: RefCell::new(Slab::new()),
             conn_closed: Event::new(),
             waiting: Cell::new(0),
             buffers: RefCell::new(Vec::new()),
-            error_pages,
-            access_log: RefCell::new(access_log),
-            access_log_dropped,
+            error_pages: self.error_pages,
+            access_log: RefCell::new(self.access_log),
+            access_log_dropped: self.access_log_dropped,
             debug: self.debug,
         });
         Ok(Acceptor {
             listener,
             shared: AcceptorRef(shared),
-            handler: Rc::new(handler),
+            handler,
         })
     }
-}
-
-fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
-    Ok(socket.into())
 }
 
 /// State shared by the acceptor and its connections.
@@ -177,10 +407,12 @@ pub(crate) struct Shared {
     waiting: Cell<usize>,
     /// Read buffers given back by connections that went idle or started waiting.
     buffers: RefCell<Vec<Vec<u8>>>,
-    error_pages: Pages,
-    /// The access log's queue; taken and closed when `serve` ends.
-    access_log: RefCell<Option<Logger>>,
-    /// Access log lines dropped (queue full, destination failing).
+    /// Shared by the workers of one builder.
+    error_pages: Arc<Pages>,
+    /// The access log's queue, shared by the workers of one builder; taken when `serve` ends,
+    /// and closed by the last acceptor to end.
+    access_log: RefCell<Option<Arc<Logger>>>,
+    /// Access log lines dropped (queue full, destination failing), by all workers.
     access_log_dropped: Arc<AtomicU64>,
     /// Show panic details in `500` pages.
     debug: bool,
@@ -229,7 +461,8 @@ impl AcceptorRef {
     }
 
     /// Access log lines dropped so far: the queue to the writer thread was full (the
-    /// destination is slow or blocked) or the destination failed.
+    /// destination is slow or blocked) or the destination failed. With
+    /// [workers](AcceptorBuilder::workers), the lines of all workers (they share the writer).
     ///
     /// ```
     /// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "hi")?;
@@ -328,7 +561,9 @@ impl Drop for ConnGuard {
 
 /// Stops an acceptor from any thread: it stops accepting, closes idle connections, answers
 /// waiting requests with [`Config::shutdown_status`], lets in-flight replies finish within
-/// [`Config::shutdown_timeout`], and then [`Acceptor::serve`] returns.
+/// [`Config::shutdown_timeout`], and then [`Acceptor::serve`] returns. The handle of
+/// [`Workers::stop_handle`] does so on every worker at once, and then [`Workers::join`]
+/// returns.
 ///
 /// ```
 /// let acceptor = iomux::Acceptor::bind("127.0.0.1:0", |_: &iomux::Request| "hi")?;
@@ -437,6 +672,7 @@ impl Acceptor {
             error_pages: ErrorPages::default(),
             access_log: AccessLog::default(),
             debug: false,
+            workers: 1,
         }
     }
 
@@ -533,7 +769,8 @@ impl Acceptor {
         drop(listener);
         shutdown(&shared).await;
         let access_log = shared.0.access_log.borrow_mut().take();
-        if let Some(access_log) = access_log {
+        // Workers share the writer: the last to end closes its queue and waits for it.
+        if let Some(access_log) = access_log.and_then(Arc::into_inner) {
             access_log.close().await;
         }
         Ok(())

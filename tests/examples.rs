@@ -24,13 +24,14 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every example, by name.
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "hello",
     "deferred",
     "worker_thread",
     "own_executor",
     "stream",
     "testsite",
+    "workers",
 ];
 
 /// Where cargo put the example `name`: `target/<profile>/examples/`, found from this test
@@ -122,8 +123,14 @@ struct Example {
 impl Example {
     /// Start the example `name` with `--listen 127.0.0.1:0` and wait for its `listening on` line.
     fn start(name: &'static str) -> Example {
+        Example::start_with(name, &[])
+    }
+
+    /// As [`Example::start`], with more arguments after `--listen 127.0.0.1:0`.
+    fn start_with(name: &'static str, args: &[&str]) -> Example {
         let child = example_command(name)
             .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -630,4 +637,44 @@ fn testsite_pages() {
         (200, Some("image/png"))
     );
     assert_not_found(&site);
+}
+
+// --- workers ---
+
+#[test]
+fn workers_serve_hello_from_every_worker() {
+    let workers = Example::start_with("workers", &["--workers", "2"]);
+    let response = workers.get("/hello");
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.text(), "Hello, world!");
+    assert_not_found(&workers);
+
+    // The kernel picks a worker by a hash of the client's port: within 200 connections both
+    // answer (missing one has a probability of 2^-199).
+    let mut seen = [false; 2];
+    for _ in 0..200 {
+        let response = workers.get("/worker");
+        match response.text().as_str() {
+            "worker 0 of 2\n" => seen[0] = true,
+            "worker 1 of 2\n" => seen[1] = true,
+            other => panic!("unexpected /worker reply {other:?}"),
+        }
+        if seen == [true, true] {
+            break;
+        }
+    }
+    assert_eq!(seen, [true, true], "both workers answer");
+
+    // The hit counter is shared: it counts the requests of both workers.
+    let hits = workers.get("/hits").text();
+    let hits: u64 = hits
+        .strip_prefix("hits: ")
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected /hits reply {hits:?}"));
+    assert!(hits >= 5, "hits: {hits}");
+
+    let (status, _, stderr) = run_to_exit("workers", &["--workers", "many"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(stderr.contains("--workers needs a number"), "{stderr}");
 }
