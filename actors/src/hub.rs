@@ -6,6 +6,12 @@
 //! the message's event, encoded once. A subscriber whose client hangs up is removed at once
 //! through [`SavedContext::on_close`]; one timer per hub (not per subscriber) expires held
 //! long-polls, sends heartbeats and forgets idle channels.
+//!
+//! The hub is *local delivery*: a replica of each channel's buffer, and the waiters and streams
+//! of this loop. Where messages get their ids and are stored is its [`Backend`]: this hub alone
+//! (the default, [`Backend::InProcess`]), the owner worker of a [`HubGroup`](crate::HubGroup),
+//! or Redis ([`RedisBackend`](crate::RedisBackend)). Every backend hands the stored messages back
+//! to `Hub::deliver`, in id order.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -18,9 +24,10 @@ use futures_lite::future;
 use iomux::bytes::Bytes;
 use iomux::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, LAST_MODIFIED, VARY};
 use iomux::http::{HeaderMap, HeaderValue, StatusCode};
-use iomux::{Addr, BodySender, ChunkError, Mailbox, Reply, SavedContext};
+use iomux::{AcceptorRef, Addr, BodySender, ChunkError, Mailbox, Reply, SavedContext};
 use slab::Slab;
 
+use crate::backend::{Backend, Link};
 use crate::config::{FirstMessage, PubSubConfig};
 use crate::info::{ChannelInfo, Format, Status};
 use crate::msgid::{Cursor, MessageId};
@@ -112,7 +119,7 @@ struct Message {
 }
 
 impl Message {
-    fn new(id: MessageId, message: NewMessage) -> Message {
+    fn new(id: MessageId, message: NewMessage, published: Instant) -> Message {
         let mut headers = cursor_headers(id);
         if let Some(content_type) = message.content_type {
             headers.insert(CONTENT_TYPE, content_type);
@@ -126,7 +133,7 @@ impl Message {
         *reply.headers_mut() = headers;
         Message {
             id,
-            published: Instant::now(),
+            published,
             reply,
             event,
         }
@@ -162,17 +169,38 @@ struct Stream {
     uid: u64,
 }
 
-struct Channel {
+/// A subscriber request on its way to a channel (while a Redis node reads the channel).
+#[cfg(feature = "redis")]
+pub(crate) struct Subscriber {
+    pub(crate) cursor: Cursor,
+    pub(crate) mode: Mode,
+    pub(crate) ctx: SavedContext,
+}
+
+/// One channel's replica on this loop: its buffered messages and its local subscribers.
+pub(crate) struct Channel {
     messages: VecDeque<Rc<Message>>,
-    last_id: MessageId,
+    /// The newest id delivered here (ids below it are duplicates).
+    pub(crate) last_id: MessageId,
     waiters: Slab<Waiter>,
     streams: Slab<Stream>,
     last_requested: Option<Instant>,
     /// Last publish, subscribe or delete: idle channels are forgotten after a while.
     last_active: Instant,
+    /// Redis backend only: the replica is being filled from the store (see `redis_backend.rs`).
+    #[cfg(feature = "redis")]
+    pub(crate) catchup: Option<Box<crate::redis_backend::Catchup>>,
 }
 
 impl Channel {
+    /// Being filled from the backend's store (Redis), so not idle however empty.
+    fn catching_up(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.catchup.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     fn new() -> Channel {
         Channel {
             messages: VecDeque::new(),
@@ -181,6 +209,8 @@ impl Channel {
             streams: Slab::new(),
             last_requested: None,
             last_active: Instant::now(),
+            #[cfg(feature = "redis")]
+            catchup: None,
         }
     }
 
@@ -201,11 +231,11 @@ impl Channel {
         }
     }
 
-    fn subscribers(&self) -> usize {
+    pub(crate) fn subscribers(&self) -> usize {
         self.waiters.len() + self.streams.len()
     }
 
-    fn info(&self) -> ChannelInfo {
+    pub(crate) fn info(&self) -> ChannelInfo {
         ChannelInfo {
             messages: self.messages.len(),
             requested: self.last_requested.map(|t| t.elapsed().as_secs()),
@@ -265,18 +295,23 @@ struct Deadline {
 }
 
 /// The hub's state, owned by its actor task.
-struct Hub {
-    config: Rc<PubSubConfig>,
-    channels: HashMap<Rc<str>, Rc<RefCell<Channel>>>,
+pub(crate) struct Hub {
+    pub(crate) config: Rc<PubSubConfig>,
+    pub(crate) channels: HashMap<Rc<str>, Rc<RefCell<Channel>>>,
     deadlines: VecDeque<Deadline>,
     next_uid: u64,
-    published: u64,
+    pub(crate) published: u64,
     delivered: u64,
     next_heartbeat: Option<Instant>,
     /// Channels that have (or recently had) EventSource streams: the tick visits only these.
     stream_channels: Vec<Weak<RefCell<Channel>>>,
     /// When buffers are next trimmed by age and idle channels forgotten (a sweep of all).
     next_sweep: Instant,
+    /// Where messages are ordered and stored.
+    pub(crate) link: Link,
+    /// The acceptor of this loop, kept from a request (for `/status` figures asked by another
+    /// worker's hub).
+    pub(crate) acceptor: Option<AcceptorRef>,
 }
 
 /// Spawn the hub actor on `executor`; its address is what handlers send [`HubMsg`]s to.
@@ -287,9 +322,27 @@ struct Hub {
 /// assert!(!hub.is_closed());
 /// ```
 pub fn spawn_hub(executor: &LocalExecutor<'_>, config: PubSubConfig) -> Addr<HubMsg> {
+    spawn_hub_with(executor, config, Backend::InProcess)
+}
+
+/// Spawn the hub actor on `executor` with messages ordered and stored by `backend`.
+///
+/// ```
+/// use iomux_actors::{spawn_hub_with, Backend, HubGroup, PubSubConfig};
+/// let group = HubGroup::new(1);
+/// let ex = async_executor::LocalExecutor::new();
+/// let hub = spawn_hub_with(&ex, PubSubConfig::default(), Backend::Group(group.member(0)));
+/// assert!(!hub.is_closed());
+/// ```
+pub fn spawn_hub_with(
+    executor: &LocalExecutor<'_>,
+    config: PubSubConfig,
+    backend: Backend,
+) -> Addr<HubMsg> {
     /// Messages queued for the hub before `send` waits (publishers and subscribers alike).
     const MAILBOX: usize = 4096;
     let config = Rc::new(config);
+    let link = Link::start(backend, executor, &config);
     iomux::spawn_actor_task(
         executor,
         MAILBOX,
@@ -305,25 +358,47 @@ pub fn spawn_hub(executor: &LocalExecutor<'_>, config: PubSubConfig) -> Addr<Hub
                 delivered: 0,
                 stream_channels: Vec::new(),
                 next_sweep: Instant::now(),
+                link,
+                acceptor: None,
             };
             let mut ticks = Timer::interval(hub.config.tick);
             loop {
-                let next = future::or(async { Some(mailbox.recv().await) }, async {
-                    futures_lite::StreamExt::next(&mut ticks).await;
-                    None
-                })
+                let next = future::or(
+                    async { Input::Msg(mailbox.recv().await) },
+                    future::or(
+                        async {
+                            futures_lite::StreamExt::next(&mut ticks).await;
+                            Input::Tick
+                        },
+                        async { Input::Backend(hub.link.next_event().await) },
+                    ),
+                )
                 .await;
                 match next {
-                    Some(Some(msg)) => hub.handle(msg),
-                    Some(None) => break,
-                    None => hub.tick(Instant::now()),
+                    Input::Msg(Some(msg)) => hub.handle(msg),
+                    Input::Msg(None) => break,
+                    Input::Tick => hub.tick(Instant::now()),
+                    Input::Backend(event) => {
+                        hub.on_event(event);
+                        // Backend events come in bursts (a Redis notification per message, a
+                        // peer hub's messages): let the connections write between two, so the
+                        // streams' queues drain as they would between publish requests.
+                        future::yield_now().await;
+                    }
                 }
             }
         },
     )
 }
 
-fn unix_now() -> u64 {
+/// What wakes the hub.
+enum Input {
+    Msg(Option<HubMsg>),
+    Tick,
+    Backend(crate::backend::Event),
+}
+
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -331,44 +406,104 @@ fn unix_now() -> u64 {
 
 impl Hub {
     fn handle(&mut self, msg: HubMsg) {
+        let group = matches!(self.link, Link::Group(_));
+        #[cfg(feature = "redis")]
+        if matches!(self.link, Link::Redis(_)) {
+            return self.handle_redis(msg);
+        }
+        if group && self.acceptor.is_none() {
+            self.keep_acceptor(&msg);
+        }
         match msg {
             HubMsg::Subscribe {
                 channel,
                 cursor,
                 mode,
                 ctx,
-            } => self.subscribe(&channel, cursor, mode, ctx),
+            } => {
+                self.subscribe(&channel, cursor, mode, ctx);
+            }
             HubMsg::Publish {
                 channel,
                 message,
                 format,
                 ctx,
-            } => self.publish(&channel, message, format, ctx),
+            } => {
+                if group {
+                    self.group_publish(channel, message, format, ctx);
+                } else {
+                    let info = self.publish_here(&channel, message);
+                    self.answer(&ctx, publish_reply(info, format));
+                }
+            }
             HubMsg::Info {
                 channel,
                 format,
                 ctx,
             } => {
-                let reply = match self.channels.get(channel.as_str()) {
-                    Some(ch) => ch.borrow().info().reply(StatusCode::OK, format),
-                    None => Reply::new(StatusCode::NOT_FOUND),
-                };
-                self.answer(&ctx, reply);
+                if group {
+                    self.group_info(channel, format, ctx);
+                } else {
+                    let reply = match self.info_here(&channel) {
+                        Some(info) => info.reply(StatusCode::OK, format),
+                        None => Reply::new(StatusCode::NOT_FOUND),
+                    };
+                    self.answer(&ctx, reply);
+                }
             }
             HubMsg::Delete {
                 channel,
                 format,
                 ctx,
-            } => self.delete(&channel, format, ctx),
-            HubMsg::Status { format, ctx } => {
-                let status = self.status(&ctx);
-                let _ = ctx.send_reply(status.reply(format));
+            } => {
+                if group {
+                    self.group_delete(channel, format, ctx);
+                } else {
+                    let reply = match self.delete_here(&channel) {
+                        Some(info) => info.reply(StatusCode::OK, format),
+                        None => Reply::new(StatusCode::NOT_FOUND),
+                    };
+                    self.answer(&ctx, reply);
+                }
             }
+            // A group adds up every worker's figures; a Redis node reports its own.
+            HubMsg::Status { format, ctx } if group => self.group_status(format, ctx),
+            HubMsg::Status { format, ctx } => self.status(format, ctx),
+        }
+    }
+
+    /// Answer `/status` with this loop's figures.
+    pub(crate) fn status(&mut self, format: Format, ctx: SavedContext) {
+        if ctx.request().is_some() {
+            self.acceptor = Some(ctx.restore(iomux::context::acceptor));
+        }
+        let status = self.status_here();
+        let _ = ctx.send_reply(status.reply(format));
+    }
+
+    /// Keep the acceptor of the loop from the first request (a group hub reports its figures to
+    /// the others).
+    fn keep_acceptor(&mut self, msg: &HubMsg) {
+        let (HubMsg::Subscribe { ctx, .. }
+        | HubMsg::Publish { ctx, .. }
+        | HubMsg::Info { ctx, .. }
+        | HubMsg::Delete { ctx, .. }
+        | HubMsg::Status { ctx, .. }) = msg;
+        if ctx.request().is_some() {
+            self.acceptor = Some(ctx.restore(iomux::context::acceptor));
+        }
+    }
+
+    fn on_event(&mut self, event: crate::backend::Event) {
+        match event {
+            crate::backend::Event::Group(msg) => self.on_peer(msg),
+            #[cfg(feature = "redis")]
+            crate::backend::Event::Redis(event) => self.on_redis(event),
         }
     }
 
     /// Send a publisher-side reply with its CORS headers.
-    fn answer(&self, ctx: &SavedContext, mut reply: Reply) {
+    pub(crate) fn answer(&self, ctx: &SavedContext, mut reply: Reply) {
         if let Some(request) = ctx.request() {
             let origin = cors::allowed_origin(&self.config.allow_origin, &request);
             cors::add(reply.headers_mut(), origin, false);
@@ -376,7 +511,7 @@ impl Hub {
         let _ = ctx.send_reply(reply);
     }
 
-    fn channel(&mut self, name: &str) -> Rc<RefCell<Channel>> {
+    pub(crate) fn channel(&mut self, name: &str) -> Rc<RefCell<Channel>> {
         if let Some(ch) = self.channels.get(name) {
             return ch.clone();
         }
@@ -390,7 +525,7 @@ impl Hub {
         self.next_uid
     }
 
-    fn subscribe(&mut self, name: &str, cursor: Cursor, mode: Mode, ctx: SavedContext) {
+    pub(crate) fn subscribe(&mut self, name: &str, cursor: Cursor, mode: Mode, ctx: SavedContext) {
         if ctx.is_closed() {
             return;
         }
@@ -469,14 +604,32 @@ impl Hub {
         }
     }
 
-    fn publish(&mut self, name: &str, message: NewMessage, format: Format, ctx: SavedContext) {
+    /// Order a message here (in-process backend, or the owner of a group channel): give it the
+    /// channel's next id and deliver it. The channel information, with the subscribers the
+    /// message found.
+    pub(crate) fn publish_here(&mut self, name: &str, message: NewMessage) -> ChannelInfo {
         let channel = self.channel(name);
+        let id = MessageId::next(channel.borrow().last_id, unix_now());
+        self.published += 1;
+        self.deliver(&channel, name, id, message, Instant::now())
+    }
+
+    /// Deliver a stored message to this loop: the waiters whose cursor it passes, the streams,
+    /// the buffer. Messages come in id order; `published` is when it was stored (buffer age).
+    /// The channel information after it, with the subscribers it found (before they were
+    /// answered, as nchan counts them).
+    pub(crate) fn deliver(
+        &mut self,
+        channel: &Rc<RefCell<Channel>>,
+        name: &str,
+        id: MessageId,
+        message: NewMessage,
+        published: Instant,
+    ) -> ChannelInfo {
         let mut ch = channel.borrow_mut();
-        // As nchan, the reply counts the subscribers the message found (before they are answered).
         let subscribers = ch.subscribers();
-        let id = MessageId::next(ch.last_id, unix_now());
-        let message = Rc::new(Message::new(id, message));
-        ch.last_id = id;
+        let message = Rc::new(Message::new(id, message, published));
+        ch.last_id = ch.last_id.max(id);
         let now = Instant::now();
         ch.last_active = now;
 
@@ -515,26 +668,21 @@ impl Hub {
             ch.messages.push_back(message);
         }
         ch.trim(&self.config, now);
-        self.published += 1;
-        let status = if subscribers > 0 {
-            StatusCode::CREATED
-        } else {
-            StatusCode::ACCEPTED
-        };
-        let reply = ChannelInfo {
+        ChannelInfo {
             subscribers,
             ..ch.info()
         }
-        .reply(status, format);
-        drop(ch);
-        self.answer(&ctx, reply);
     }
 
-    fn delete(&mut self, name: &str, format: Format, ctx: SavedContext) {
-        let Some(channel) = self.channels.get(name).cloned() else {
-            self.answer(&ctx, Reply::new(StatusCode::NOT_FOUND));
-            return;
-        };
+    /// The information of a channel of this loop (`None`: never used here).
+    pub(crate) fn info_here(&self, name: &str) -> Option<ChannelInfo> {
+        self.channels.get(name).map(|ch| ch.borrow().info())
+    }
+
+    /// Delete a channel's messages on this loop: its waiters get `410`, its streams end. The
+    /// information as it was before (`None`: never used here).
+    pub(crate) fn delete_here(&mut self, name: &str) -> Option<ChannelInfo> {
+        let channel = self.channels.get(name).cloned()?;
         let mut ch = channel.borrow_mut();
         let info = ch.info();
         ch.messages.clear();
@@ -551,11 +699,17 @@ impl Hub {
         for (_, stream) in std::mem::take(&mut ch.streams) {
             let _ = stream.body.try_send(eventsource::GONE);
         }
-        drop(ch);
-        self.answer(&ctx, info.reply(StatusCode::OK, format));
+        Some(info)
     }
 
-    fn status(&self, ctx: &SavedContext) -> Status {
+    /// Forget the buffer of a replica whose store lost it (Redis restarted empty).
+    #[cfg(feature = "redis")]
+    pub(crate) fn clear_buffer(channel: &Rc<RefCell<Channel>>) {
+        channel.borrow_mut().messages.clear();
+    }
+
+    /// The figures of this loop.
+    pub(crate) fn status_here(&self) -> Status {
         let mut status = Status {
             channels: self.channels.len(),
             published_messages: self.published,
@@ -569,8 +723,7 @@ impl Hub {
             status.eventsource_subscribers += ch.streams.len();
             status.stored_messages += ch.messages.len();
         }
-        if ctx.request().is_some() {
-            let acceptor = ctx.restore(iomux::context::acceptor);
+        if let Some(acceptor) = &self.acceptor {
             status.connections = acceptor.open_connections();
             status.waiting_requests = acceptor.waiting_requests();
         }
@@ -580,6 +733,10 @@ impl Hub {
     /// Expire held long-polls, time out and heartbeat streams, trim buffers, forget idle
     /// channels.
     fn tick(&mut self, now: Instant) {
+        #[cfg(feature = "redis")]
+        if matches!(self.link, Link::Redis(_)) {
+            self.redis_tick();
+        }
         while self.deadlines.front().is_some_and(|d| d.at <= now) {
             let Some(deadline) = self.deadlines.pop_front() else {
                 break;
@@ -643,7 +800,7 @@ impl Hub {
         self.channels.retain(|_, channel| {
             let mut ch = channel.borrow_mut();
             ch.trim(&config, now);
-            let idle = ch.messages.is_empty() && ch.subscribers() == 0;
+            let idle = ch.messages.is_empty() && ch.subscribers() == 0 && !ch.catching_up();
             !(idle && now.duration_since(ch.last_active) >= config.channel_idle_timeout)
         });
     }
@@ -669,6 +826,17 @@ fn forget_on_hang_up(
     })
 }
 
+/// The publisher's reply: `201` if the message found subscribers, else `202`, with the channel's
+/// information.
+pub(crate) fn publish_reply(info: ChannelInfo, format: Format) -> Reply {
+    let status = if info.subscribers > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::ACCEPTED
+    };
+    info.reply(status, format)
+}
+
 /// Answer a long-poll subscriber with `message`; `false` if its client has gone.
 fn deliver(config: &PubSubConfig, ctx: &SavedContext, message: &Message) -> bool {
     let mut reply = message.reply.clone();
@@ -679,8 +847,8 @@ fn deliver(config: &PubSubConfig, ctx: &SavedContext, message: &Message) -> bool
     ctx.send_reply(reply).is_ok()
 }
 
-/// A body-less subscriber reply (403, 408, 410) with the given headers and CORS.
-fn subscriber_reply(
+/// A body-less subscriber reply (403, 408, 410, 503) with the given headers and CORS.
+pub(crate) fn subscriber_reply(
     config: &PubSubConfig,
     ctx: &SavedContext,
     status: StatusCode,

@@ -8,6 +8,11 @@
 //! EventSource streams. [`PubSub`] puts nchan's HTTP protocol in front of it, and the
 //! `iomux-pubsub` binary makes a ready server of that.
 //!
+//! One hub serves one loop; where its messages are ordered and stored is its [`Backend`]: the
+//! hub itself (the default), a [`HubGroup`] of the workers of one process, or a Redis shared by
+//! several processes (`RedisBackend`, with the crate feature `redis`: the redis client brings
+//! tokio and tokio-util in as libraries, so it is not built unless asked for).
+//!
 //! ```
 //! use std::io::{Read, Write};
 //! use iomux_actors::{PubSub, PubSubConfig};
@@ -40,19 +45,27 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod config;
 mod cors;
 pub mod eventsource;
+mod group;
 mod hub;
 mod info;
 mod msgid;
 mod pubsub;
+#[cfg(feature = "redis")]
+mod redis_backend;
 
+pub use backend::Backend;
 pub use config::{AllowOrigin, FirstMessage, PubSubConfig};
-pub use hub::{spawn_hub, HubMsg, Mode, NewMessage};
+pub use group::{GroupMember, HubGroup};
+pub use hub::{spawn_hub, spawn_hub_with, HubMsg, Mode, NewMessage};
 pub use info::{resident_memory, ChannelInfo, Format, Status};
 pub use msgid::{request_cursor, Cursor, InvalidMessageId, MessageId};
 pub use pubsub::{PubSub, DEMO_PAGE};
+#[cfg(feature = "redis")]
+pub use redis_backend::RedisBackend;
 
 /// Entry points for the fuzz targets; not part of the API.
 ///

@@ -8,9 +8,10 @@ use iomux::http::header::{ALLOW, CONTENT_TYPE};
 use iomux::http::{HeaderValue, StatusCode};
 use iomux::{with_saved_context, Addr, Handled, Reply, Request};
 
+use crate::backend::Backend;
 use crate::config::PubSubConfig;
 use crate::cors;
-use crate::hub::{spawn_hub, HubMsg, Mode, NewMessage};
+use crate::hub::{spawn_hub_with, HubMsg, Mode, NewMessage};
 use crate::info::Format;
 use crate::msgid::request_cursor;
 
@@ -48,9 +49,32 @@ pub struct PubSub {
 }
 
 impl PubSub {
-    /// Start the hub on `executor`.
+    /// Start the hub on `executor` (in-process: this loop orders and stores its messages).
     pub fn new(executor: &LocalExecutor<'_>, config: PubSubConfig) -> PubSub {
-        let hub = spawn_hub(executor, config.clone());
+        PubSub::with_backend(executor, config, Backend::InProcess)
+    }
+
+    /// Start the hub on `executor`, with its messages ordered and stored by `backend`: one
+    /// [`HubGroup`](crate::HubGroup) member per worker, or (feature `redis`) a `RedisBackend`
+    /// shared with other processes.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")] {
+    /// use iomux_actors::{Backend, PubSub, PubSubConfig, RedisBackend};
+    /// let ex = async_executor::LocalExecutor::new();
+    /// let redis = RedisBackend::new("redis://127.0.0.1:6379")?;
+    /// let pubsub = PubSub::with_backend(&ex, PubSubConfig::default(), Backend::Redis(redis));
+    /// let acceptor = iomux::Acceptor::bind("127.0.0.1:8080", pubsub.handler())?;
+    /// async_io::block_on(ex.run(acceptor.serve(&ex)))?;
+    /// # }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_backend(
+        executor: &LocalExecutor<'_>,
+        config: PubSubConfig,
+        backend: Backend,
+    ) -> PubSub {
+        let hub = spawn_hub_with(executor, config.clone(), backend);
         PubSub {
             hub,
             config: Rc::new(config),

@@ -1720,6 +1720,8 @@ fn binary_help_and_bad_flags() {
         "--max-message-size",
         "--max-connections",
         "--keep-alive-timeout",
+        "--workers",
+        "--redis",
         "--log",
         "--help",
     ] {
@@ -1734,6 +1736,8 @@ fn binary_help_and_bad_flags() {
         &["--hold-timeout", "5x"],
         &["--buffer-length", "many"],
         &["--listen"],
+        &["--workers", "two"],
+        &["--redis", "http://127.0.0.1:6379"],
     ] {
         let out = bin().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -13,6 +13,12 @@
 //! curl http://127.0.0.1:8080/status
 //! ```
 //!
+//! `--workers N` runs N event loops on N threads (0: one per core) on one port, with one hub
+//! per loop in a group: each channel is ordered by one worker and reaches the subscribers of
+//! all. Several servers share their channels through one Redis (`--redis redis://127.0.0.1:6379`):
+//! a message published on any of them reaches the subscribers of all, and a subscriber resumes
+//! its cursor on any of them.
+//!
 //! Every flag can also be given in the environment as `IOMUX_` and the flag's name in capitals
 //! (`--hold-timeout 30s` = `IOMUX_HOLD_TIMEOUT=30s`); flags win. Logs go to stderr. SIGINT or
 //! SIGTERM stops the server gracefully (waiting long-polls get 503, streams end).
@@ -22,7 +28,36 @@ use std::time::Duration;
 
 use async_executor::LocalExecutor;
 use iomux::{Acceptor, Config};
-use iomux_actors::{PubSub, PubSubConfig};
+#[cfg(feature = "redis")]
+use iomux_actors::RedisBackend;
+use iomux_actors::{Backend, HubGroup, PubSub, PubSubConfig};
+
+/// Built without the `redis` feature, no Redis backend exists: `--redis` is refused.
+#[cfg(not(feature = "redis"))]
+#[derive(Clone)]
+enum RedisBackend {}
+
+/// The Redis backend for `url`.
+fn redis_backend(url: &str) -> std::io::Result<RedisBackend> {
+    #[cfg(feature = "redis")]
+    return RedisBackend::new(url);
+    #[cfg(not(feature = "redis"))]
+    Err(std::io::Error::other(format!(
+        "cannot use Redis at {url}: this iomux-pubsub was built without the `redis` feature \
+         (cargo build --release --features redis --bin iomux-pubsub)"
+    )))
+}
+
+/// A Redis node's backend, or else `otherwise`.
+fn backend(redis: Option<&RedisBackend>, otherwise: impl FnOnce() -> Backend) -> Backend {
+    match redis {
+        #[cfg(feature = "redis")]
+        Some(redis) => Backend::Redis(redis.clone()),
+        #[cfg(not(feature = "redis"))]
+        Some(never) => match *never {},
+        None => otherwise(),
+    }
+}
 
 const USAGE: &str = "\
 usage: iomux-pubsub [FLAGS]
@@ -47,6 +82,9 @@ flags (each also read from the environment as IOMUX_<FLAG>, e.g. IOMUX_LISTEN):
   --head-timeout DURATION       time to send a request head, from its first byte (default 10s)
   --body-timeout DURATION       time to send a request body (default 30s)
   --write-timeout DURATION      time a client may take to read a reply (default 30s)
+  --workers N                   event loops (threads) on the port, 0 = one per core (default 1)
+  --redis URL                   share channels with other servers through this Redis,
+                                e.g. redis://127.0.0.1:6379 (default: none, in-process hub)
   --log LEVEL                   error | warn | info | debug | trace (default info)
   -h, --help                    this text
 
@@ -58,6 +96,10 @@ struct Settings {
     pubsub: PubSubConfig,
     server: Config,
     log: log::LevelFilter,
+    /// The Redis that orders and stores the messages (none: this process does).
+    redis: Option<String>,
+    /// Event loops; 0: one per core.
+    workers: usize,
 }
 
 fn main() {
@@ -76,8 +118,24 @@ fn main() {
 }
 
 fn run(settings: Settings) -> std::io::Result<()> {
+    let redis = match &settings.redis {
+        Some(url) => {
+            let redis = redis_backend(url)?;
+            log::info!("channels are shared through Redis at {url}");
+            Some(redis)
+        }
+        None => None,
+    };
+    let workers = match settings.workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    if workers > 1 {
+        return run_workers(settings, workers, redis);
+    }
+    let backend = backend(redis.as_ref(), || Backend::InProcess);
     let ex = LocalExecutor::new();
-    let pubsub = PubSub::new(&ex, settings.pubsub);
+    let pubsub = PubSub::with_backend(&ex, settings.pubsub, backend);
     let acceptor = Acceptor::builder()
         .listen(settings.listen.as_str())
         .config(settings.server)
@@ -90,6 +148,37 @@ fn run(settings: Settings) -> std::io::Result<()> {
         acceptor.local_addr()
     );
     async_io::block_on(ex.run(acceptor.serve(&ex)))?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// `workers` event loops on one port, each with its hub: in a group (each channel ordered by one
+/// of them), or each a node of the Redis.
+fn run_workers(
+    settings: Settings,
+    workers: usize,
+    redis: Option<RedisBackend>,
+) -> std::io::Result<()> {
+    let group = HubGroup::new(workers);
+    let config = settings.pubsub;
+    let running = Acceptor::builder()
+        .listen(settings.listen.as_str())
+        .config(settings.server)
+        .workers(workers)
+        .bind_workers(move |worker: &iomux::Worker<'_>| {
+            let backend = backend(redis.as_ref(), || {
+                Backend::Group(group.member(worker.index()))
+            });
+            PubSub::with_backend(worker.executor(), config.clone(), backend).handler()
+        })?;
+    stop_on_signals(running.stop_handle())?;
+    println!("listening on http://{}", running.local_addr());
+    log::info!(
+        "iomux-pubsub {} listening on {} with {workers} workers",
+        env!("CARGO_PKG_VERSION"),
+        running.local_addr()
+    );
+    running.join()?;
     log::info!("stopped");
     Ok(())
 }
@@ -119,6 +208,8 @@ fn parse(args: Vec<String>) -> Result<Settings, String> {
         pubsub: PubSubConfig::default(),
         server: Config::default(),
         log: log::LevelFilter::Info,
+        redis: None,
+        workers: 1,
     };
     // The environment first, then the flags over it.
     let mut pairs: Vec<(String, String)> = FLAGS
@@ -175,6 +266,8 @@ const FLAGS: &[&str] = &[
     "head-timeout",
     "body-timeout",
     "write-timeout",
+    "workers",
+    "redis",
     "log",
 ];
 
@@ -202,6 +295,12 @@ fn apply(s: &mut Settings, name: &str, value: &str) -> Result<(), String> {
         "head-timeout" => s.server.head_timeout = duration(value)?,
         "body-timeout" => s.server.body_timeout = duration(value)?,
         "write-timeout" => s.server.write_timeout = duration(value)?,
+        "workers" => s.workers = number()?,
+        "redis" if value.is_empty() => s.redis = None,
+        "redis" => {
+            redis_backend(value).map_err(|e| e.to_string())?;
+            s.redis = Some(value.to_string());
+        }
         "log" => {
             s.log = value
                 .parse()

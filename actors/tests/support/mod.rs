@@ -3,6 +3,8 @@
 //! partial input across read timeouts (so EventSource streams can be read with deadlines).
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Mutex, MutexGuard};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_executor::LocalExecutor;
 use iomux::{Acceptor, Config, StopHandle};
-use iomux_actors::{PubSub, PubSubConfig};
+use iomux_actors::{Backend, PubSub, PubSubConfig};
 
 /// Read timeout of every client socket: a hung test fails instead of hanging.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,10 +45,11 @@ pub fn server_config() -> Config {
     }
 }
 
-/// A pub/sub server on its own thread; stopped (and joined) on drop.
+/// A pub/sub server on its own thread; stopped (and joined) on drop. Or, made with
+/// [`Server::at`], a client's view of a server that runs elsewhere.
 pub struct Server {
     pub addr: SocketAddr,
-    stop: StopHandle,
+    stop: Option<StopHandle>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -56,10 +59,28 @@ impl Server {
     }
 
     pub fn start_with(config: PubSubConfig, server: Config) -> Server {
+        Server::start_full(config, server, Backend::InProcess)
+    }
+
+    /// A server whose hub has this backend.
+    pub fn start_backend(config: PubSubConfig, backend: Backend) -> Server {
+        Server::start_full(config, server_config(), backend)
+    }
+
+    /// The requests of the tests, to a server that runs elsewhere (not stopped on drop).
+    pub fn at(addr: SocketAddr) -> Server {
+        Server {
+            addr,
+            stop: None,
+            thread: None,
+        }
+    }
+
+    fn start_full(config: PubSubConfig, server: Config, backend: Backend) -> Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let ex: LocalExecutor<'static> = LocalExecutor::new();
-            let pubsub = PubSub::new(&ex, config);
+            let pubsub = PubSub::with_backend(&ex, config, backend);
             let acceptor = Acceptor::builder()
                 .listen("127.0.0.1:0")
                 .config(server)
@@ -72,7 +93,7 @@ impl Server {
         let (addr, stop) = rx.recv().expect("server thread failed to start");
         Server {
             addr,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -151,7 +172,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.stop();
+        if let Some(stop) = &self.stop {
+            stop.stop();
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
