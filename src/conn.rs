@@ -50,39 +50,41 @@ pub(crate) fn serve(
     cell: Rc<ConnCell>,
     handler: Rc<dyn Handler>,
 ) -> impl Future<Output = ()> {
-    let acceptor = guard.acceptor().clone();
     let local = stream
         .get_ref()
         .local_addr()
-        .unwrap_or_else(|_| acceptor.local_addr());
+        .unwrap_or_else(|_| guard.acceptor().local_addr());
     cell.set_addrs(peer, local);
     // Used in place inside the task (not moved into a second local: a generator keeps the
     // captured value and such a copy in separate slots, doubling the waiting task's size).
     let mut conn = Conn {
         stream,
         cell,
-        acceptor,
         rbuf: Vec::new(),
         wbuf: Vec::new(),
         served: 0,
         record: None,
+        guard,
     };
     async move {
         let mut resume = None;
         let end = loop {
-            match Box::pin(conn.active(&*handler, resume.take())).await {
-                Ok(Phase::Deferred(exchange)) => match conn.wait_reply().await {
-                    Waited::Ready(wake) => resume = Some(Resume::Reply(exchange, wake)),
-                    Waited::Shutdown => resume = Some(Resume::Shutdown(exchange)),
-                    Waited::Gone => break Ok(End::Close),
-                },
-                Ok(Phase::Idle) => {
-                    if !conn.wait_idle().await {
-                        break Ok(End::Close);
-                    }
-                }
+            // The active phase's result is taken apart before the wait, so that the task does
+            // not keep it (nor the `match` on it) alive while it waits: every byte held across
+            // these two waits is in every waiting connection.
+            let phase = match Box::pin(conn.active(&*handler, resume.take())).await {
                 Ok(Phase::End(end)) => break Ok(end),
+                Ok(phase) => phase,
                 Err(e) => break Err(e),
+            };
+            if let Phase::Deferred(exchange) = phase {
+                resume = Some(match conn.wait_reply().await {
+                    Waited::Ready(wake) => Resume::Reply(exchange, wake),
+                    Waited::Shutdown => Resume::Shutdown(exchange),
+                    Waited::Gone => break Ok(End::Close),
+                });
+            } else if !conn.wait_idle().await {
+                break Ok(End::Close);
             }
         };
         match end {
@@ -91,7 +93,6 @@ pub(crate) fn serve(
             Ok(End::Linger) => Box::pin(conn.linger()).await,
             Err(e) => log::debug!("connection from {}: {e}", conn.peer()),
         }
-        drop(guard);
     }
 }
 
@@ -173,7 +174,6 @@ struct Conn {
     stream: Async<TcpStream>,
     /// Also holds the connection's addresses.
     cell: Rc<ConnCell>,
-    acceptor: AcceptorRef,
     /// Bytes read and not yet parsed.
     rbuf: Vec<u8>,
     /// Encoded replies not yet written.
@@ -183,6 +183,9 @@ struct Conn {
     /// What the access log and error pages need of the request being answered; only when one
     /// of them is on.
     record: Option<Box<Record>>,
+    /// The acceptor, and the connection's place in its registry (dropped last: the socket is
+    /// closed before the acceptor learns the connection is gone).
+    guard: ConnGuard,
 }
 
 /// What the access log and the error pages need to know of a request once its reply is written
@@ -216,16 +219,16 @@ impl Record {
 }
 
 /// Keeps the acceptor's count of waiting requests right however the wait ends.
-struct Waiting<'a>(&'a AcceptorRef);
+struct Waiting(AcceptorRef);
 
-impl<'a> Waiting<'a> {
-    fn new(acceptor: &'a AcceptorRef) -> Self {
+impl Waiting {
+    fn new(acceptor: &AcceptorRef) -> Self {
         acceptor.waiting_changed(1);
-        Waiting(acceptor)
+        Waiting(acceptor.clone())
     }
 }
 
-impl Drop for Waiting<'_> {
+impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.waiting_changed(-1);
     }
@@ -237,7 +240,7 @@ impl Conn {
     }
 
     fn config(&self) -> &Config {
-        self.acceptor.config()
+        self.guard.acceptor().config()
     }
 
     /// Serve requests until one is deferred or the connection ends.
@@ -248,7 +251,7 @@ impl Conn {
     ) -> io::Result<Phase> {
         if self.wbuf.capacity() == 0 {
             // A write buffer from the pool, for this active phase (no growth by reallocation).
-            self.wbuf = self.acceptor.take_buffer();
+            self.wbuf = self.guard.acceptor().take_buffer();
         }
         loop {
             let (exchange, wake) = match resume.take() {
@@ -346,7 +349,7 @@ impl Conn {
                 Ok(body) => body,
                 Err(status) => {
                     // The head was read: the access log can show its request line.
-                    self.record = Record::new(&head.request, &self.acceptor);
+                    self.record = Record::new(&head.request, self.guard.acceptor());
                     return Ok(Next::Refused(status));
                 }
             },
@@ -371,9 +374,9 @@ impl Conn {
     fn dispatch(&mut self, handler: &dyn Handler, head: Head, body: Bytes) -> Option<Wake> {
         let mut request = head.request;
         request.set_body(body);
-        self.record = Record::new(&request, &self.acceptor);
+        self.record = Record::new(&request, self.guard.acceptor());
         self.cell.begin(self.cell.seq());
-        let state = Rc::new(RequestState::new(request, self.acceptor.clone()));
+        let state = Rc::new(RequestState::new(request, self.guard.acceptor().clone()));
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             context::run_handler(state.clone(), || handler.handle(state.request()))
         }));
@@ -405,13 +408,14 @@ impl Conn {
                     state.request().target(),
                     at.as_deref().unwrap_or("")
                 );
-                let detail = self.acceptor.debug().then(|| match &location {
+                let detail = self.guard.acceptor().debug().then(|| match &location {
                     Some(location) => format!("panicked at {location}:\n{what}"),
                     None => what.to_owned(),
                 });
                 let path = state.request().path();
                 let reply = self
-                    .acceptor
+                    .guard
+                    .acceptor()
                     .error_pages()
                     .panic_reply(&path, detail.as_deref());
                 let _ = state.send(reply);
@@ -428,7 +432,7 @@ impl Conn {
         let mut deadline = None;
         loop {
             if !self.rbuf.is_empty() {
-                let config = self.acceptor.config();
+                let config = self.guard.acceptor().config();
                 match parse_head(&self.rbuf, config, &self.cell) {
                     Ok(Some((head, len))) => {
                         self.rbuf.drain(..len);
@@ -560,9 +564,13 @@ impl Conn {
     /// A connection that waits holds no buffers (unless pipelined bytes are kept).
     fn release_buffers(&mut self) {
         if self.rbuf.is_empty() {
-            self.acceptor.recycle_buffer(std::mem::take(&mut self.rbuf));
+            self.guard
+                .acceptor()
+                .recycle_buffer(std::mem::take(&mut self.rbuf));
         }
-        self.acceptor.recycle_buffer(std::mem::take(&mut self.wbuf));
+        self.guard
+            .acceptor()
+            .recycle_buffer(std::mem::take(&mut self.wbuf));
     }
 
     /// Wait, holding no buffers, for the next request's first bytes; `false` when the
@@ -571,13 +579,12 @@ impl Conn {
         // The keep-alive timeout is kept by the acceptor's sweep (see `ConnCell::expire_idle`):
         // a timer per idle wait would cost a reactor wake-up per request.
         self.cell.set_idle(Some(Instant::now()));
-        let Conn { stream, cell, .. } = self;
         let readable = future::poll_fn(|cx| {
-            if cell.is_shutting_down() || cell.is_idle_expired() {
+            if self.cell.is_shutting_down() || self.cell.is_idle_expired() {
                 return Poll::Ready(false);
             }
-            cell.register(cx);
-            stream.poll_readable(cx).map(|result| result.is_ok())
+            self.cell.register(cx);
+            self.stream.poll_readable(cx).map(|result| result.is_ok())
         })
         .await;
         self.cell.set_idle(None);
@@ -587,11 +594,13 @@ impl Conn {
     /// One non-blocking read into the read buffer's free space.
     fn try_read(&mut self) -> io::Result<usize> {
         if self.rbuf.capacity() == 0 {
-            self.rbuf = self.acceptor.take_buffer();
+            self.rbuf = self.guard.acceptor().take_buffer();
         }
         let start = self.rbuf.len();
-        self.rbuf
-            .resize(start + self.acceptor.config().read_buffer_size.max(1), 0);
+        self.rbuf.resize(
+            start + self.guard.acceptor().config().read_buffer_size.max(1),
+            0,
+        );
         let result = self.stream.get_ref().read(&mut self.rbuf[start..]);
         self.rbuf.truncate(start + *result.as_ref().unwrap_or(&0));
         result
@@ -600,29 +609,29 @@ impl Conn {
     /// Wait for the deferred reply, watching the socket: a client that hangs up is noticed at
     /// once and the request's context marked closed.
     async fn wait_reply(&mut self) -> Waited<Wake> {
-        let _waiting = Waiting::new(&self.acceptor);
-        let limit = self.acceptor.config().max_head_size;
-        let Conn {
-            stream, rbuf, cell, ..
-        } = self;
-        let waited = future::poll_fn(|cx| {
-            if let Poll::Ready(wake) = cell.poll_delivery(cx) {
-                return Poll::Ready(Waited::Ready(wake));
-            }
-            if cell.interrupted_by_shutdown() {
-                return Poll::Ready(Waited::Shutdown);
-            }
-            if poll_hangup(stream, rbuf, limit, cx).is_ready() {
-                return Poll::Ready(Waited::Gone);
-            }
-            Poll::Pending
-        })
-        .await;
+        let waiting = Waiting::new(self.guard.acceptor());
+        // One reference held while waiting (the future is part of every waiting connection).
+        let waited = future::poll_fn(|cx| self.poll_reply(cx)).await;
+        drop(waiting);
         if let Waited::Gone = waited {
             log::debug!("client {} hung up while waiting", self.peer());
             self.cell.mark_closed();
         }
         waited
+    }
+
+    fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Waited<Wake>> {
+        if let Poll::Ready(wake) = self.cell.poll_delivery(cx) {
+            return Poll::Ready(Waited::Ready(wake));
+        }
+        if self.cell.interrupted_by_shutdown() {
+            return Poll::Ready(Waited::Shutdown);
+        }
+        let limit = self.guard.acceptor().config().max_head_size;
+        if poll_hangup(&self.stream, &mut self.rbuf, limit, cx).is_ready() {
+            return Poll::Ready(Waited::Gone);
+        }
+        Poll::Pending
     }
 
     /// Encode a whole reply into the write buffer; a body larger than
@@ -636,7 +645,7 @@ impl Conn {
         } = exchange;
         let record = self.record.take();
         let path = record.as_ref().map_or("", |r| &r.path);
-        let reply = self.acceptor.error_pages().apply(reply, path);
+        let reply = self.guard.acceptor().error_pages().apply(reply, path);
         let (status, headers, body) = reply.into_parts();
         let keep_alive = keep_alive && !wants_close(&headers) && !self.cell.is_shutting_down();
         let with_body = status_has_body(status);
@@ -716,7 +725,7 @@ impl Conn {
         self.flush().await?;
         let mut chunks = std::pin::pin!(chunks);
         loop {
-            let limit = self.acceptor.config().max_head_size;
+            let limit = self.guard.acceptor().config().max_head_size;
             let Conn {
                 stream, rbuf, cell, ..
             } = self;
@@ -799,7 +808,7 @@ impl Conn {
             is_head: false,
             keep_alive: false,
         };
-        if self.record.is_none() && self.acceptor.logs_access() {
+        if self.record.is_none() && self.guard.acceptor().logs_access() {
             self.record = Some(Box::new(Record {
                 entry: Some(Entry::refused(self.peer())),
                 path: Box::default(),
@@ -814,7 +823,7 @@ impl Conn {
     /// Write the access log line of a reply, if there is an access log.
     fn log_access(&self, record: Option<&Record>, status: StatusCode, bytes: u64) {
         if let Some(entry) = record.and_then(|r| r.entry.as_ref()) {
-            self.acceptor.log_access(entry.line(status, bytes));
+            self.guard.acceptor().log_access(entry.line(status, bytes));
         }
     }
 
@@ -931,7 +940,7 @@ pub fn connection_future_size() -> usize {
 mod tests {
     /// The connection task must stay small: it is most of what a waiting request costs.
     /// Raise this bound only with a measured reason (see benches/waiting_memory.rs).
-    const MAX_CONNECTION_FUTURE: usize = 256;
+    const MAX_CONNECTION_FUTURE: usize = 192;
 
     #[test]
     fn connection_future_is_small() {

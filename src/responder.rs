@@ -55,6 +55,34 @@ pub(crate) enum Wake {
     Abandoned,
 }
 
+/// When a connection became idle, as nanoseconds after a process-wide epoch (8 bytes, where an
+/// `Option<Instant>` takes 16, in every connection); 0 while it is active.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct IdleSince(u64);
+
+impl IdleSince {
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    fn nanos(at: Instant) -> u64 {
+        // Saturating: 584 years of uptime fit in u64 nanoseconds. An instant before the epoch
+        // (none is: the epoch is set by the first idle connection, before any cutoff) counts as
+        // the epoch itself.
+        u64::try_from(at.saturating_duration_since(Self::epoch()).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn new(since: Option<Instant>) -> IdleSince {
+        // 1 ns later than the truth at worst: "idle at the epoch" must not read as "active".
+        IdleSince(since.map_or(0, |at| Self::nanos(at).max(1)))
+    }
+
+    fn is_at_or_before(self, cutoff: Instant) -> bool {
+        self.0 != 0 && self.0 <= Self::nanos(cutoff)
+    }
+}
+
 /// The two ends of a connection.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnAddrs {
@@ -93,8 +121,8 @@ pub(crate) struct ConnCell {
     /// The current request's reply is on its way: at shutdown, wait for it rather than answer
     /// the shutdown status.
     keep_on_shutdown: Cell<bool>,
-    /// Since when the connection has been idle between requests (`None` while active).
-    idle_since: Cell<Option<Instant>>,
+    /// Since when the connection has been idle between requests.
+    idle_since: Cell<IdleSince>,
     /// The acceptor's sweep found the connection idle past the keep-alive timeout.
     idle_expired: Cell<bool>,
 }
@@ -216,14 +244,14 @@ impl ConnCell {
 
     /// The connection waits for a new request from now on (or, with `None`, no longer does).
     pub(crate) fn set_idle(&self, since: Option<Instant>) {
-        self.idle_since.set(since);
+        self.idle_since.set(IdleSince::new(since));
         self.idle_expired.set(false);
     }
 
     /// Close the connection if it has been idle since before `cutoff`. One sweep of the
     /// acceptor does this for every connection, so idle connections arm no timer each.
     pub(crate) fn expire_idle(&self, cutoff: Instant) {
-        if self.idle_since.get().is_some_and(|since| since <= cutoff) {
+        if self.idle_since.get().is_at_or_before(cutoff) {
             self.idle_expired.set(true);
             self.wake();
         }

@@ -808,13 +808,14 @@ impl Hub {
 
 /// Have `forget(channel, key, uid)` run when the client of `ctx` hangs up, so its entry goes at
 /// once (if the channel still exists and is not busy; otherwise the next publish or tick finds
-/// the entry closed). `false` if the client has gone already.
+/// the entry closed). `false` if the client has gone already. `forget` is a function item, not a
+/// pointer: it adds nothing to the closure each subscriber keeps.
 fn forget_on_hang_up(
     ctx: &SavedContext,
     channel: &Rc<RefCell<Channel>>,
     key: usize,
     uid: u64,
-    forget: fn(&mut Channel, usize, u64),
+    forget: impl Fn(&mut Channel, usize, u64) + 'static,
 ) -> bool {
     let channel = Rc::downgrade(channel);
     ctx.on_close(move || {
