@@ -578,7 +578,9 @@ impl Conn {
     async fn wait_idle(&mut self) -> bool {
         // The keep-alive timeout is kept by the acceptor's sweep (see `ConnCell::expire_idle`):
         // a timer per idle wait would cost a reactor wake-up per request.
+        // Counted as idle while here (the connection guard uncounts it if the task is dropped).
         self.cell.set_idle(Some(Instant::now()));
+        self.guard.acceptor().idle_changed(1);
         let readable = future::poll_fn(|cx| {
             if self.cell.is_shutting_down() || self.cell.is_idle_expired() {
                 return Poll::Ready(false);
@@ -588,6 +590,7 @@ impl Conn {
         })
         .await;
         self.cell.set_idle(None);
+        self.guard.acceptor().idle_changed(-1);
         readable
     }
 

@@ -257,6 +257,11 @@ impl ConnCell {
         }
     }
 
+    /// Idle between requests (see [`set_idle`](ConnCell::set_idle)).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.idle_since.get().0 != 0
+    }
+
     pub(crate) fn is_idle_expired(&self) -> bool {
         self.idle_expired.get()
     }

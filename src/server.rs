@@ -380,6 +380,8 @@ impl Prepared {
             conns: RefCell::new(Slab::new()),
             conn_closed: Event::new(),
             waiting: Cell::new(0),
+            idle: Cell::new(0),
+            became_idle: Event::new(),
             buffers: RefCell::new(Vec::new()),
             error_pages: self.error_pages,
             access_log: RefCell::new(self.access_log),
@@ -405,6 +407,10 @@ pub(crate) struct Shared {
     conn_closed: Event,
     /// Requests waiting for a deferred reply.
     waiting: Cell<usize>,
+    /// Keep-alive connections idle between requests: the idle sweep runs only while there are.
+    idle: Cell<usize>,
+    /// Wakes the idle sweep when a first connection goes idle.
+    became_idle: Event,
     /// Read buffers given back by connections that went idle or started waiting.
     buffers: RefCell<Vec<Vec<u8>>>,
     /// Shared by the workers of one builder.
@@ -531,6 +537,14 @@ impl AcceptorRef {
             .waiting
             .set(self.0.waiting.get().saturating_add_signed(delta));
     }
+
+    pub(crate) fn idle_changed(&self, delta: isize) {
+        let before = self.0.idle.get();
+        self.0.idle.set(before.saturating_add_signed(delta));
+        if before == 0 && delta > 0 {
+            self.0.became_idle.notify(1);
+        }
+    }
 }
 
 impl std::fmt::Debug for AcceptorRef {
@@ -553,6 +567,11 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         let shared = &self.shared.0;
         if let Some(cell) = shared.conns.borrow_mut().try_remove(self.key) {
+            // A connection dropped while idle (its task dropped with the executor) leaves the
+            // idle count.
+            if cell.is_idle() {
+                self.shared.idle_changed(-1);
+            }
             cell.mark_closed();
         }
         shared.conn_closed.notify(usize::MAX);
@@ -776,7 +795,8 @@ impl Acceptor {
         Ok(())
     }
 
-    /// Close connections idle past the keep-alive timeout, a few times per timeout period.
+    /// Close connections idle past the keep-alive timeout, a few times per timeout period; no
+    /// timer at all while no connection is idle (a server of waiting long-polls has no wake-ups).
     async fn sweep_idle(shared: &AcceptorRef) {
         /// Sweeps per keep-alive period: an idle connection closes within 1.25 times it.
         const SWEEPS_PER_PERIOD: u32 = 4;
@@ -785,9 +805,14 @@ impl Acceptor {
         const SLOWEST: Duration = Duration::from_secs(1);
         let timeout = shared.config().keep_alive_timeout;
         let period = (timeout / SWEEPS_PER_PERIOD).clamp(FASTEST, SLOWEST);
-        let mut ticks = Timer::interval(period);
         loop {
-            futures_lite::StreamExt::next(&mut ticks).await;
+            while shared.0.idle.get() == 0 {
+                let became_idle = shared.0.became_idle.listen();
+                if shared.0.idle.get() == 0 {
+                    became_idle.await;
+                }
+            }
+            Timer::after(period).await;
             if let Some(cutoff) = Instant::now().checked_sub(timeout) {
                 for (_, cell) in shared.0.conns.borrow().iter() {
                     cell.expire_idle(cutoff);

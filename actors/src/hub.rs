@@ -307,6 +307,9 @@ pub(crate) struct Hub {
     stream_channels: Vec<Weak<RefCell<Channel>>>,
     /// When buffers are next trimmed by age and idle channels forgotten (a sweep of all).
     next_sweep: Instant,
+    /// The next regular tick, while something needs one (streams to heartbeat and time out, a
+    /// Redis link to retry): see [`Hub::next_wake`].
+    next_tick: Instant,
     /// Where messages are ordered and stored.
     pub(crate) link: Link,
     /// The acceptor of this loop, kept from a request (for `/status` figures asked by another
@@ -358,22 +361,28 @@ pub fn spawn_hub_with(
                 delivered: 0,
                 stream_channels: Vec::new(),
                 next_sweep: Instant::now(),
+                next_tick: Instant::now(),
                 link,
                 acceptor: None,
             };
-            let mut ticks = Timer::interval(hub.config.tick);
+            // One timer, set to the next thing that is due and moved only when that changes: a
+            // hub whose subscribers simply wait (no hold timeout, no streams) sleeps between
+            // sweeps, so the process has no wake-ups while idle.
+            let mut wake_at = hub.next_wake();
+            let mut timer = Timer::at(wake_at);
             loop {
                 let next = future::or(
                     async { Input::Msg(mailbox.recv().await) },
                     future::or(
                         async {
-                            futures_lite::StreamExt::next(&mut ticks).await;
+                            (&mut timer).await;
                             Input::Tick
                         },
                         async { Input::Backend(hub.link.next_event().await) },
                     ),
                 )
                 .await;
+                let ticked = matches!(next, Input::Tick);
                 match next {
                     Input::Msg(Some(msg)) => hub.handle(msg),
                     Input::Msg(None) => break,
@@ -385,6 +394,11 @@ pub fn spawn_hub_with(
                         // streams' queues drain as they would between publish requests.
                         future::yield_now().await;
                     }
+                }
+                let due = hub.next_wake();
+                if due != wake_at || ticked {
+                    wake_at = due;
+                    timer.set_at(due);
                 }
             }
         },
@@ -732,7 +746,26 @@ impl Hub {
 
     /// Expire held long-polls, time out and heartbeat streams, trim buffers, forget idle
     /// channels.
+    /// When the hub must next look at the time: the next hold timeout, the next sweep, and a
+    /// regular tick only while streams or a Redis link need one. Stable between two ticks unless
+    /// a deadline is added, so the timer is rarely moved.
+    fn next_wake(&self) -> Instant {
+        let mut at = self.next_sweep;
+        if let Some(deadline) = self.deadlines.front() {
+            at = at.min(deadline.at);
+        }
+        #[cfg(feature = "redis")]
+        let redis = matches!(self.link, Link::Redis(_));
+        #[cfg(not(feature = "redis"))]
+        let redis = false;
+        if !self.stream_channels.is_empty() || redis {
+            at = at.min(self.next_tick);
+        }
+        at
+    }
+
     fn tick(&mut self, now: Instant) {
+        self.next_tick = now + self.config.tick;
         #[cfg(feature = "redis")]
         if matches!(self.link, Link::Redis(_)) {
             self.redis_tick();
