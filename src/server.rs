@@ -800,9 +800,11 @@ impl Acceptor {
     async fn sweep_idle(shared: &AcceptorRef) {
         /// Sweeps per keep-alive period: an idle connection closes within 1.25 times it.
         const SWEEPS_PER_PERIOD: u32 = 4;
-        /// The sweep period's bounds.
+        /// The sweep period's bounds. A sweep visits every connection, so with the default
+        /// 60 s keep-alive it runs every 15 s (not every second: an idle keep-alive connection
+        /// beside 10,000 waiting ones then costs no measurable CPU).
         const FASTEST: Duration = Duration::from_millis(10);
-        const SLOWEST: Duration = Duration::from_secs(1);
+        const SLOWEST: Duration = Duration::from_secs(60);
         let timeout = shared.config().keep_alive_timeout;
         let period = (timeout / SWEEPS_PER_PERIOD).clamp(FASTEST, SLOWEST);
         loop {

@@ -744,12 +744,16 @@ pub fn run(args: &[String]) -> Result<String, String> {
     // ---- 3. memory with N waiting, idle CPU
     let mem1 = util::read_mem(&pids);
     let cpu0 = util::cpu_ms(&pids);
+    let (sched0, switches0) = util::cpu_ns_and_switches(&pids);
     let mach0 = util::machine_busy_ms();
     let cli0 = util::self_cpu_ms();
     let t_idle = Instant::now();
     let idle_deadline = t_idle + Duration::from_secs_f64(b.o.idle);
     b.pump(idle_deadline, &|_| false);
     let idle_cpu_ms = util::cpu_ms(&pids) - cpu0;
+    let (sched1, switches1) = util::cpu_ns_and_switches(&pids);
+    let idle_cpu_us = sched1.saturating_sub(sched0) / 1000;
+    let idle_wakeups = switches1.saturating_sub(switches0);
     let idle_other_cpu_ms =
         util::machine_busy_ms() - mach0 - idle_cpu_ms - (util::self_cpu_ms() - cli0);
     let idle_wall_s = t_idle.elapsed().as_secs_f64();
@@ -889,6 +893,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         .int("requests_written", u(requests_written))
         .int("waiting", u(waiting))
         .int("waiting_after_idle", u(waiting_after_idle))
+        .int("idle_cpu_us", idle_cpu_us)
+        .int("idle_wakeups", idle_wakeups)
         .int("waiting_end", u(waiting_end))
         .int("listen_overflows", lo1.saturating_sub(lo0))
         .int("listen_drops", ld1.saturating_sub(ld0))

@@ -83,6 +83,42 @@ pub fn cpu_ms(pids: &[u32]) -> f64 {
     ticks as f64 * 1000.0 / clk_tck()
 }
 
+/// Time on CPU (nanoseconds, from `/proc/PID/task/TID/schedstat`) and times put on a CPU
+/// (voluntary + involuntary context switches, from `/proc/PID/task/TID/status`), summed over
+/// every thread of the processes: finer than `cpu_ms`'s clock ticks, for the idle window.
+pub fn cpu_ns_and_switches(pids: &[u32]) -> (u64, u64) {
+    let (mut ns, mut switches) = (0u64, 0u64);
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            if let Ok(s) = std::fs::read_to_string(dir.join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+            if let Ok(s) = std::fs::read_to_string(dir.join("status")) {
+                for line in s.lines() {
+                    if line.starts_with("voluntary_ctxt_switches:")
+                        || line.starts_with("nonvoluntary_ctxt_switches:")
+                    {
+                        switches += line
+                            .split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+            }
+        }
+    }
+    (ns, switches)
+}
+
 /// Busy time of the whole machine (all CPUs, incl. irq/softirq/steal), ms.
 pub fn machine_busy_ms() -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/stat") else {
