@@ -716,6 +716,32 @@ impl Hub {
         Some(info)
     }
 
+    /// Answer every subscriber of this loop `503` with `Retry-After: 1` and end its streams (a
+    /// Redis node set to refuse subscribers while Redis is down); their clients go elsewhere or
+    /// come back later, and resume by cursor.
+    #[cfg(feature = "redis")]
+    pub(crate) fn refuse_all_subscribers(&mut self) {
+        for channel in self.channels.values() {
+            let mut ch = channel.borrow_mut();
+            for (_, waiter) in std::mem::take(&mut ch.waiters) {
+                let mut headers = cursor_headers(waiter.cursor);
+                headers.insert(
+                    iomux::http::header::RETRY_AFTER,
+                    HeaderValue::from_static("1"),
+                );
+                let reply = subscriber_reply(
+                    &self.config,
+                    &waiter.ctx,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    headers,
+                );
+                let _ = waiter.ctx.send_reply(reply);
+            }
+            // Dropping a stream's sender ends its body: the EventSource reconnects.
+            ch.streams.clear();
+        }
+    }
+
     /// Forget the buffer of a replica whose store lost it (Redis restarted empty).
     #[cfg(feature = "redis")]
     pub(crate) fn clear_buffer(channel: &Rc<RefCell<Channel>>) {

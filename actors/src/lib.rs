@@ -65,7 +65,7 @@ pub use info::{resident_memory, ChannelInfo, Format, Status};
 pub use msgid::{request_cursor, Cursor, InvalidMessageId, MessageId};
 pub use pubsub::{PubSub, DEMO_PAGE};
 #[cfg(feature = "redis")]
-pub use redis_backend::RedisBackend;
+pub use redis_backend::{RedisBackend, WhileDown};
 
 /// Entry points for the fuzz targets; not part of the API.
 ///

@@ -114,6 +114,28 @@ pub struct RedisBackend {
     prefix: String,
     timeout: Duration,
     max_backoff: Duration,
+    while_down: WhileDown,
+}
+
+/// What the subscribers of a Redis node get while Redis cannot be reached (publishes get `503`
+/// either way: a message is never acknowledged unless Redis stored it).
+///
+/// ```
+/// use iomux_actors::{RedisBackend, WhileDown};
+/// let backend = RedisBackend::new("redis://127.0.0.1:6379")?.while_down(WhileDown::Refuse);
+/// # drop(backend);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhileDown {
+    /// They keep waiting; what is published once Redis is back reaches them, in order (the
+    /// default).
+    #[default]
+    Wait,
+    /// Long-poll subscribers get `503` with `Retry-After: 1` when the node loses Redis, and so
+    /// does every new subscriber until it is back; EventSource streams end. For clients that
+    /// know other nodes: they move there and resume by cursor.
+    Refuse,
 }
 
 impl RedisBackend {
@@ -134,7 +156,14 @@ impl RedisBackend {
             prefix: "iomux:".into(),
             timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
+            while_down: WhileDown::Wait,
         })
+    }
+
+    /// What subscribers get while Redis is down (default [`WhileDown::Wait`]).
+    pub fn while_down(mut self, policy: WhileDown) -> RedisBackend {
+        self.while_down = policy;
+        self
     }
 
     /// The prefix of every key and of the notification channel (default `iomux:`), so that
@@ -169,6 +198,7 @@ impl fmt::Debug for RedisBackend {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("max_backoff", &self.max_backoff)
+            .field("while_down", &self.while_down)
             .finish()
     }
 }
@@ -251,6 +281,8 @@ pub(crate) struct Link {
     notices: Receiver<Event>,
     /// The subscription is in place.
     up: bool,
+    /// The subscription was lost and is not back yet (unlike `!up`, not at startup).
+    down: bool,
 }
 
 impl Link {
@@ -278,6 +310,7 @@ impl Link {
             in_flight: FuturesUnordered::new(),
             notices,
             up: false,
+            down: false,
         }
     }
 
@@ -649,6 +682,10 @@ impl Hub {
 
     /// A subscriber: served from the replica, or queued while the replica is first read.
     pub(crate) fn redis_subscribe(&mut self, name: &str, sub: Subscriber) {
+        if self.redis().down && self.redis().shared.backend.while_down == WhileDown::Refuse {
+            let _ = sub.ctx.send_reply(unavailable());
+            return;
+        }
         if let Some(channel) = self.channels.get(name).cloned() {
             let mut ch = channel.borrow_mut();
             if let Some(catchup) = ch.catchup.as_mut().filter(|c| !c.seeded) {
@@ -769,6 +806,7 @@ impl Hub {
         match event {
             Event::Up => {
                 self.redis().up = true;
+                self.redis().down = false;
                 // Whatever was published while the subscription was away is read from the
                 // buffers; notices from now on wait to be merged with it.
                 let names: Vec<String> = self.channels.keys().map(|n| n.to_string()).collect();
@@ -787,8 +825,13 @@ impl Hub {
             }
             Event::Down => {
                 self.redis().up = false;
+                self.redis().down = true;
                 // The command connection went with it, most likely.
                 self.redis().shared.conn.borrow_mut().take();
+                if self.redis().shared.backend.while_down == WhileDown::Refuse {
+                    log::warn!("Redis is down: subscribers are refused until it is back");
+                    self.refuse_all_subscribers();
+                }
             }
             Event::Notice(payload) => match parse_notice(&payload) {
                 Some(Notice::Message {

@@ -1722,6 +1722,7 @@ fn binary_help_and_bad_flags() {
         "--keep-alive-timeout",
         "--workers",
         "--redis",
+        "--redis-down",
         "--log",
         "--help",
     ] {
@@ -1738,6 +1739,7 @@ fn binary_help_and_bad_flags() {
         &["--listen"],
         &["--workers", "two"],
         &["--redis", "http://127.0.0.1:6379"],
+        &["--redis-down", "maybe"],
     ] {
         let out = bin().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -318,6 +318,52 @@ fn redis_down_publishes_get_503_and_waiters_keep_waiting() {
 }
 
 #[test]
+fn redis_down_with_refuse_answers_the_subscribers_503() {
+    let mut redis = Redis::start();
+    let a = Node::start(&["--redis", &redis.url(), "--redis-down", "refuse"]);
+    let sa = Server::at(a.addr);
+    let id0 = sa.publish_id("refuse", "m0");
+    let mut waiting = sa.client();
+    waiting.send_str(&sub("refuse", &format!("If-None-Match: {id0}\r\n")));
+    wait_subscribers(&sa, 1);
+    let mut stream = EventStream::open(&sa, &es("refuse", ""));
+    assert!(stream.read_until_contains(Duration::from_secs(2), "data: m0\n"));
+    redis.stop();
+    // The waiter is told at once, with its cursor, to come back later (or go elsewhere).
+    let r = waiting.response().unwrap();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+    assert_eq!(
+        r.header("etag"),
+        Some(split_id(&id0).1.to_string().as_str())
+    );
+    // The stream ends; new subscribers are refused while Redis is down; publishes too.
+    assert!(
+        stream.read_to_end(Duration::from_secs(2)),
+        "the stream did not end"
+    );
+    let r = sa.request(&sub("refuse", &format!("If-None-Match: {id0}\r\n")));
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(sa.publish("refuse", b"lost", "").status, 503);
+    // Redis back: once the node's subscription is back, subscribers are served again.
+    redis.restart();
+    let id1 = publish_stored(&sa, "refuse", "back");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = sa.request(&sub("refuse", &format!("If-None-Match: {id0}\r\n")));
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((r.status, r.text().as_str()), (200, "back"), "{r:?}");
+    assert_eq!(
+        r.header("etag"),
+        Some(split_id(&id1).1.to_string().as_str())
+    );
+}
+
+#[test]
 fn the_subscribers_of_a_killed_node_resume_on_another() {
     let redis = Redis::start();
     let flags = ["--redis", &redis.url(), "--hold-timeout", "0"];

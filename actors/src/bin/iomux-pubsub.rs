@@ -37,10 +37,18 @@ use iomux_actors::{Backend, HubGroup, PubSub, PubSubConfig};
 #[derive(Clone)]
 enum RedisBackend {}
 
-/// The Redis backend for `url`.
-fn redis_backend(url: &str) -> std::io::Result<RedisBackend> {
+/// The Redis backend for `url`; with `refuse`, subscribers get `503` while Redis is down.
+fn redis_backend(url: &str, refuse: bool) -> std::io::Result<RedisBackend> {
     #[cfg(feature = "redis")]
-    return RedisBackend::new(url);
+    return RedisBackend::new(url).map(|backend| {
+        backend.while_down(if refuse {
+            iomux_actors::WhileDown::Refuse
+        } else {
+            iomux_actors::WhileDown::Wait
+        })
+    });
+    #[cfg(not(feature = "redis"))]
+    let _ = refuse;
     #[cfg(not(feature = "redis"))]
     Err(std::io::Error::other(format!(
         "cannot use Redis at {url}: this iomux-pubsub was built without the `redis` feature \
@@ -85,6 +93,8 @@ flags (each also read from the environment as IOMUX_<FLAG>, e.g. IOMUX_LISTEN):
   --workers N                   event loops (threads) on the port, 0 = one per core (default 1)
   --redis URL                   share channels with other servers through this Redis,
                                 e.g. redis://127.0.0.1:6379 (default: none, in-process hub)
+  --redis-down wait|refuse      while Redis is down, subscribers keep waiting (default) or
+                                get 503 with Retry-After (publishes get 503 either way)
   --log LEVEL                   error | warn | info | debug | trace (default info)
   -h, --help                    this text
 
@@ -98,6 +108,8 @@ struct Settings {
     log: log::LevelFilter,
     /// The Redis that orders and stores the messages (none: this process does).
     redis: Option<String>,
+    /// While Redis is down, answer subscribers `503` instead of keeping them waiting.
+    redis_refuse: bool,
     /// Event loops; 0: one per core.
     workers: usize,
 }
@@ -120,7 +132,7 @@ fn main() {
 fn run(settings: Settings) -> std::io::Result<()> {
     let redis = match &settings.redis {
         Some(url) => {
-            let redis = redis_backend(url)?;
+            let redis = redis_backend(url, settings.redis_refuse)?;
             log::info!("channels are shared through Redis at {url}");
             Some(redis)
         }
@@ -209,6 +221,7 @@ fn parse(args: Vec<String>) -> Result<Settings, String> {
         server: Config::default(),
         log: log::LevelFilter::Info,
         redis: None,
+        redis_refuse: false,
         workers: 1,
     };
     // The environment first, then the flags over it.
@@ -268,6 +281,7 @@ const FLAGS: &[&str] = &[
     "write-timeout",
     "workers",
     "redis",
+    "redis-down",
     "log",
 ];
 
@@ -298,8 +312,15 @@ fn apply(s: &mut Settings, name: &str, value: &str) -> Result<(), String> {
         "workers" => s.workers = number()?,
         "redis" if value.is_empty() => s.redis = None,
         "redis" => {
-            redis_backend(value).map_err(|e| e.to_string())?;
+            redis_backend(value, false).map_err(|e| e.to_string())?;
             s.redis = Some(value.to_string());
+        }
+        "redis-down" => {
+            s.redis_refuse = match value {
+                "wait" => false,
+                "refuse" => true,
+                _ => return Err("expected wait or refuse".into()),
+            }
         }
         "log" => {
             s.log = value
