@@ -1356,7 +1356,8 @@ async fn zombies(ex: &LocalExecutor<'static>, opts: &Options, nonce: &str, repor
         socks.extend(t.await);
     }
     let opened = socks.len() as u64;
-    let held = wait_subscribers(addr, &channel, Duration::from_secs(10), |k| k >= opened)
+    // Noted, not checked (see below): a short look.
+    let held = wait_subscribers(addr, &channel, Duration::from_secs(2), |k| k >= opened)
         .await
         .unwrap_or(0);
     for (i, s) in socks.into_iter().enumerate() {
@@ -1373,9 +1374,10 @@ async fn zombies(ex: &LocalExecutor<'static>, opts: &Options, nonce: &str, repor
     ));
     report.check(
         "pipelined overflow: hang-ups noticed",
-        // `held` is only noted: the server may drop a connection for pipelining too much
-        // before the last ones have subscribed, so all of them are not always seen at once.
-        opened == n as u64 && held > 0 && left == 0,
+        // `held` is only noted: the server drops a connection for pipelining too much as soon
+        // as it reads the excess, often before its subscription reaches the hub, so how many
+        // are ever seen subscribed is a race. What must hold: none is left behind.
+        opened == n as u64 && left == 0,
         format!("{left} of {opened} subscribers kept after their clients left"),
     );
     // Clear what the server kept: a message makes it write to those connections.
