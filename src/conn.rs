@@ -25,7 +25,8 @@ use crate::error::SendError;
 use crate::error_pages;
 use crate::parse::{parse_head, ChunkedDecoder, Framing, Head};
 use crate::reply::{
-    encode_chunk_size, encode_head, status_has_body, wants_close, BodyFraming, Reply, LAST_CHUNK,
+    self, encode_chunk_size, encode_head, status_has_body, wants_close, BodyFraming, Reply,
+    LAST_CHUNK,
 };
 use crate::request::{Request, Version};
 use crate::responder::{ConnCell, Delivery, StreamItem, Wake};
@@ -249,6 +250,7 @@ impl Conn {
         handler: &dyn Handler,
         mut resume: Option<Resume>,
     ) -> io::Result<Phase> {
+        reply::date_may_have_changed();
         if self.wbuf.capacity() == 0 {
             // A write buffer from the pool, for this active phase (no growth by reallocation).
             self.wbuf = self.guard.acceptor().take_buffer();
@@ -606,6 +608,9 @@ impl Conn {
         );
         let result = self.stream.get_ref().read(&mut self.rbuf[start..]);
         self.rbuf.truncate(start + *result.as_ref().unwrap_or(&0));
+        if matches!(result, Ok(1..)) {
+            reply::date_may_have_changed();
+        }
         result
     }
 

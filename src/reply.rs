@@ -657,25 +657,47 @@ pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// Length of an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 const HTTP_DATE_LEN: usize = 29;
 
+/// The Date header value of this thread's loop.
+struct DateCache {
+    /// The second `text` shows (`u64::MAX`: none yet).
+    secs: u64,
+    text: [u8; HTTP_DATE_LEN],
+    /// The clock was read since the loop last had news (a read, a wake-up): replies encoded
+    /// until the next news use `text` as it is.
+    checked: bool,
+}
+
 thread_local! {
-    /// The Date header value, formatted at most once per second per thread.
-    static DATE: RefCell<(u64, [u8; HTTP_DATE_LEN])> = const { RefCell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+    /// Formatted at most once per second, the clock read at most once per batch of replies.
+    static DATE: RefCell<DateCache> = const {
+        RefCell::new(DateCache { secs: u64::MAX, text: [0; HTTP_DATE_LEN], checked: false })
+    };
+}
+
+/// Time may have passed (the connection woke up, or read more requests): the next reply looks at
+/// the clock again. Replies encoded in between — a batch of pipelined requests — share one clock
+/// read.
+pub(crate) fn date_may_have_changed() {
+    DATE.with(|cell| cell.borrow_mut().checked = false);
 }
 
 /// Call `f` with the current time as an HTTP-date.
 pub(crate) fn with_http_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     DATE.with(|cell| {
         let mut cache = cell.borrow_mut();
-        let now = SystemTime::now();
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if cache.0 != secs {
-            let text = httpdate::fmt_http_date(now);
-            if text.len() == HTTP_DATE_LEN {
-                cache.1.copy_from_slice(text.as_bytes());
-                cache.0 = secs;
+        if !cache.checked {
+            cache.checked = true;
+            let now = SystemTime::now();
+            let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if cache.secs != secs {
+                let text = httpdate::fmt_http_date(now);
+                if text.len() == HTTP_DATE_LEN {
+                    cache.text.copy_from_slice(text.as_bytes());
+                    cache.secs = secs;
+                }
             }
         }
-        f(&cache.1)
+        f(&cache.text)
     })
 }
 

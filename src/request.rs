@@ -350,15 +350,18 @@ impl Request {
     /// # Ok::<(), iomux::http::StatusCode>(())
     /// ```
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        let head = self.head();
+        self.fields()
+            .filter(move |(n, _)| n.get(head).eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| v.get(head))
     }
 
+    /// Names are compared as bytes: a lookup costs no UTF-8 check per field.
     fn first_header(&self, name: &str) -> Option<&[u8]> {
+        let head = self.head();
         self.fields()
-            .find(|(n, _)| self.text(*n).eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.get(self.head()))
+            .find(|(n, _)| n.get(head).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.get(head))
     }
 
     /// All header fields in the order received: name as sent, raw value.
