@@ -115,6 +115,7 @@ pub struct RedisBackend {
     timeout: Duration,
     max_backoff: Duration,
     while_down: WhileDown,
+    health_check: Duration,
 }
 
 /// What the subscribers of a Redis node get while Redis cannot be reached (publishes get `503`
@@ -157,7 +158,16 @@ impl RedisBackend {
             timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
             while_down: WhileDown::Wait,
+            health_check: Duration::from_secs(5),
         })
+    }
+
+    /// After this long without a notification, the node sends `PING` on its subscription
+    /// connection; no answer within the [`timeout`](RedisBackend::timeout) counts as Redis down
+    /// (default 5 s): a connection can die without the operating system noticing for minutes.
+    pub fn health_check(mut self, quiet: Duration) -> RedisBackend {
+        self.health_check = quiet.max(Duration::from_millis(10));
+        self
     }
 
     /// What subscribers get while Redis is down (default [`WhileDown::Wait`]).
@@ -199,6 +209,7 @@ impl fmt::Debug for RedisBackend {
             .field("timeout", &self.timeout)
             .field("max_backoff", &self.max_backoff)
             .field("while_down", &self.while_down)
+            .field("health_check", &self.health_check)
             .finish()
     }
 }
@@ -365,11 +376,35 @@ async fn subscription(backend: RedisBackend, notify: String, tx: Sender<Event>) 
                 if tx.send(Event::Up).await.is_err() {
                     return;
                 }
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let notice = Event::Notice(msg.get_payload_bytes().to_vec());
-                    if tx.send(notice).await.is_err() {
-                        return;
+                let (mut sink, mut messages) = pubsub.split();
+                loop {
+                    // A notice, the end of the connection, or a quiet health-check period.
+                    let next = future::or(async { Some(messages.next().await) }, async {
+                        Timer::after(backend.health_check).await;
+                        None
+                    })
+                    .await;
+                    match next {
+                        Some(Some(msg)) => {
+                            let notice = Event::Notice(msg.get_payload_bytes().to_vec());
+                            if tx.send(notice).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(None) => break,
+                        // Quiet: is Redis still there? A connection can die without a FIN or
+                        // RST (a host gone, a stopped process); only an answer tells.
+                        None => {
+                            let ping = async { sink.ping::<redis::Value>().await.is_ok() };
+                            let timeout = async {
+                                Timer::after(backend.timeout).await;
+                                false
+                            };
+                            if !future::or(ping, timeout).await {
+                                log::warn!("Redis at {addr} does not answer PING");
+                                break;
+                            }
+                        }
                     }
                 }
                 log::warn!("lost the subscription connection to Redis at {addr}: reconnecting");

@@ -13,7 +13,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use iomux_actors::{Backend, PubSubConfig, RedisBackend};
+use iomux_actors::{Backend, PubSubConfig, RedisBackend, WhileDown};
 use support::redis::{Node, Redis};
 use support::*;
 
@@ -357,6 +357,43 @@ fn redis_down_with_refuse_answers_the_subscribers_503() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!((r.status, r.text().as_str()), (200, "back"), "{r:?}");
+    assert_eq!(
+        r.header("etag"),
+        Some(split_id(&id1).1.to_string().as_str())
+    );
+}
+
+#[test]
+fn a_redis_that_stops_answering_is_noticed_by_the_health_check() {
+    let redis = Redis::start();
+    let backend = RedisBackend::new(&redis.url())
+        .unwrap()
+        .timeout(Duration::from_millis(300))
+        .max_backoff(Duration::from_millis(200))
+        .health_check(Duration::from_millis(200))
+        .while_down(WhileDown::Refuse);
+    let a = Server::start_backend(waiting_forever(), Backend::Redis(backend));
+    let id0 = a.publish_id("frozen", "m0");
+    let mut waiting = a.client();
+    waiting.send_str(&sub("frozen", &format!("If-None-Match: {id0}\r\n")));
+    wait_subscribers(&a, 1);
+    // No FIN, no RST: only the unanswered PING tells the node, which refuses its waiter.
+    redis.freeze(true);
+    waiting.set_timeout(Duration::from_secs(5));
+    let r = waiting.response().unwrap();
+    redis.freeze(false);
+    assert_eq!(r.status, 503, "{r:?}");
+    // Thawed: the node subscribes again and serves.
+    let id1 = publish_stored(&a, "frozen", "thawed");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = a.request(&sub("frozen", &format!("If-None-Match: {id0}\r\n")));
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((r.status, r.text().as_str()), (200, "thawed"), "{r:?}");
     assert_eq!(
         r.header("etag"),
         Some(split_id(&id1).1.to_string().as_str())

@@ -148,6 +148,18 @@ impl Redis {
         }
     }
 
+    /// Freeze (`SIGSTOP`) or thaw (`SIGCONT`) the server, by its PID: its connections stay open
+    /// but nothing answers, as with a host that vanished.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Start it again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
