@@ -52,7 +52,7 @@ fn redis_backend(url: &str, refuse: bool) -> std::io::Result<RedisBackend> {
     #[cfg(not(feature = "redis"))]
     Err(std::io::Error::other(format!(
         "cannot use Redis at {url}: this iomux-pubsub was built without the `redis` feature \
-         (cargo build --release --features redis --bin iomux-pubsub)"
+         (cargo build --release --features iomux-actors/redis --bin iomux-pubsub)"
     )))
 }
 
