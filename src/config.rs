@@ -44,9 +44,9 @@ pub struct Config {
     /// Bytes asked of the socket per read; the read buffer grows by this much when it is full,
     /// and is released while a request waits for a deferred reply. Default: 4096.
     pub read_buffer_size: usize,
-    /// Read buffers kept for reuse by the acceptor, so that connections going idle or waiting can
-    /// give theirs back cheaply and take one again when bytes arrive. Default: 128 (512 KiB with
-    /// the default buffer size).
+    /// Buffers kept for reuse by the acceptor, so that connections going idle or waiting can
+    /// give theirs back cheaply and take one again when they become active: a read buffer, and
+    /// one to encode replies into. Default: 128 (512 KiB with the default buffer size).
     pub buffer_pool_len: usize,
     /// Most requests served on one connection before it is closed (`Connection: close` on the
     /// last reply); `0` means no limit. Default: 0.

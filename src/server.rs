@@ -201,7 +201,7 @@ impl AcceptorBuilder {
     ///
     /// Each worker applies the whole [`Config`] to its own connections: with n workers up to
     /// n × [`max_connections`](Config::max_connections) connections are open, and each keeps its
-    /// own pool of [`buffer_pool_len`](Config::buffer_pool_len) read buffers. The kernel spreads
+    /// own pool of [`buffer_pool_len`](Config::buffer_pool_len) buffers. The kernel spreads
     /// connections by a hash, not by load: a worker at its `max_connections` leaves the
     /// connections hashed to it waiting in its backlog even if another worker has room.
     /// [`AcceptorRef`]'s figures ([`context::acceptor`](crate::context::acceptor)) are those of
@@ -411,7 +411,7 @@ pub(crate) struct Shared {
     idle: Cell<usize>,
     /// Wakes the idle sweep when a first connection goes idle.
     became_idle: Event,
-    /// Read buffers given back by connections that went idle or started waiting.
+    /// Buffers given back by connections that went idle or started waiting.
     buffers: RefCell<Vec<Vec<u8>>>,
     /// Shared by the workers of one builder.
     error_pages: Arc<Pages>,
@@ -508,7 +508,8 @@ impl AcceptorRef {
         )
     }
 
-    /// An empty read buffer with room for one read.
+    /// An empty buffer with room for one read (a connection's read buffer, or the one it encodes
+    /// replies into).
     pub(crate) fn take_buffer(&self) -> Vec<u8> {
         let size = self.0.config.read_buffer_size;
         self.0
@@ -518,8 +519,8 @@ impl AcceptorRef {
             .unwrap_or_else(|| Vec::with_capacity(size))
     }
 
-    /// Give back a read buffer; it is kept for reuse if it is of the usual size and the pool has
-    /// room, else freed.
+    /// Give back a buffer; it is kept for reuse if it is of the usual size and the pool has room,
+    /// else freed.
     pub(crate) fn recycle_buffer(&self, mut buf: Vec<u8>) {
         let config = &self.0.config;
         let mut pool = self.0.buffers.borrow_mut();
