@@ -724,18 +724,7 @@ impl Hub {
         for channel in self.channels.values() {
             let mut ch = channel.borrow_mut();
             for (_, waiter) in std::mem::take(&mut ch.waiters) {
-                let mut headers = cursor_headers(waiter.cursor);
-                headers.insert(
-                    iomux::http::header::RETRY_AFTER,
-                    HeaderValue::from_static("1"),
-                );
-                let reply = subscriber_reply(
-                    &self.config,
-                    &waiter.ctx,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    headers,
-                );
-                let _ = waiter.ctx.send_reply(reply);
+                refuse_unavailable(&self.config, &waiter.ctx, cursor_headers(waiter.cursor));
             }
             // Dropping a stream's sender ends its body: the EventSource reconnects.
             ch.streams.clear();
@@ -905,6 +894,22 @@ fn deliver(config: &PubSubConfig, ctx: &SavedContext, message: &Message) -> bool
         cors::add(reply.headers_mut(), origin, true);
     }
     ctx.send_reply(reply).is_ok()
+}
+
+/// Answer a subscriber `503` with `Retry-After: 1` (and `headers`): the store of its channel
+/// cannot be reached.
+#[cfg(feature = "redis")]
+pub(crate) fn refuse_unavailable(
+    config: &PubSubConfig,
+    ctx: &SavedContext,
+    mut headers: HeaderMap,
+) {
+    headers.insert(
+        iomux::http::header::RETRY_AFTER,
+        HeaderValue::from_static("1"),
+    );
+    let reply = subscriber_reply(config, ctx, StatusCode::SERVICE_UNAVAILABLE, headers);
+    let _ = ctx.send_reply(reply);
 }
 
 /// A body-less subscriber reply (403, 408, 410, 503) with the given headers and CORS.

@@ -42,7 +42,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult, Script};
 
 use crate::config::PubSubConfig;
-use crate::hub::{publish_reply, subscriber_reply, unix_now, Hub, HubMsg, NewMessage, Subscriber};
+use crate::hub::{
+    publish_reply, refuse_unavailable, unix_now, Hub, HubMsg, NewMessage, Subscriber,
+};
 use crate::info::{ChannelInfo, Format};
 use crate::msgid::MessageId;
 
@@ -248,18 +250,14 @@ pub(crate) enum Event {
         channel: String,
         result: RedisResult<Loaded>,
     },
-    Info {
+    /// Channel information, or a delete (which answers the information it deleted).
+    Channel {
         ctx: SavedContext,
         format: Format,
         subscribers: usize,
         requested: Option<u64>,
-        result: RedisResult<(usize, Option<String>)>,
-    },
-    Deleted {
-        ctx: SavedContext,
-        format: Format,
-        subscribers: usize,
-        requested: Option<u64>,
+        delete: bool,
+        /// `(buffered, last id)`; `None`: a channel never used.
         result: RedisResult<Option<(usize, String)>>,
     },
 }
@@ -582,14 +580,17 @@ impl Shared {
     }
 
     /// The number of buffered messages and the last id (`None`: never used).
-    async fn info(&self, channel: &str) -> RedisResult<(usize, Option<String>)> {
+    /// `(buffered, last id)`, or `None` for a channel never used (as `delete` answers).
+    async fn info(&self, channel: &str) -> RedisResult<Option<(usize, String)>> {
         let (stream, last) = (self.stream_key(channel), self.last_key(channel));
-        self.read(|mut conn| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("XLEN").arg(&stream).cmd("GET").arg(&last);
-            Box::pin(async move { pipe.query_async(&mut conn).await })
-        })
-        .await
+        let (buffered, last): (usize, Option<String>) = self
+            .read(|mut conn| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("XLEN").arg(&stream).cmd("GET").arg(&last);
+                Box::pin(async move { pipe.query_async(&mut conn).await })
+            })
+            .await?;
+        Ok(last.map(|last| (buffered, last)))
     }
 }
 
@@ -691,12 +692,12 @@ impl Hub {
                 channel,
                 format,
                 ctx,
-            } => self.redis_info(channel, format, ctx),
+            } => self.redis_channel(channel, format, ctx, false),
             HubMsg::Delete {
                 channel,
                 format,
                 ctx,
-            } => self.redis_delete(channel, format, ctx),
+            } => self.redis_channel(channel, format, ctx, true),
             // A Redis node reports its own figures.
             HubMsg::Status { format, ctx } => self.status(format, ctx),
         }
@@ -718,7 +719,7 @@ impl Hub {
     /// A subscriber: served from the replica, or queued while the replica is first read.
     pub(crate) fn redis_subscribe(&mut self, name: &str, sub: Subscriber) {
         if self.redis().down && self.redis().shared.backend.while_down == WhileDown::Refuse {
-            let _ = sub.ctx.send_reply(unavailable());
+            refuse_unavailable(&self.config, &sub.ctx, HeaderMap::new());
             return;
         }
         if let Some(channel) = self.channels.get(name).cloned() {
@@ -791,31 +792,22 @@ impl Hub {
         });
     }
 
-    pub(crate) fn redis_info(&mut self, channel: String, format: Format, ctx: SavedContext) {
+    /// Channel information, or (`delete`) delete the channel: both answer its information.
+    fn redis_channel(&mut self, channel: String, format: Format, ctx: SavedContext, delete: bool) {
         let (subscribers, requested) = self.local_share(&channel);
         let shared = self.redis().shared.clone();
         self.redis().run(async move {
-            let result = shared.info(&channel).await;
-            Event::Info {
+            let result = if delete {
+                shared.delete(&channel).await
+            } else {
+                shared.info(&channel).await
+            };
+            Event::Channel {
                 ctx,
                 format,
                 subscribers,
                 requested,
-                result,
-            }
-        });
-    }
-
-    pub(crate) fn redis_delete(&mut self, channel: String, format: Format, ctx: SavedContext) {
-        let (subscribers, requested) = self.local_share(&channel);
-        let shared = self.redis().shared.clone();
-        self.redis().run(async move {
-            let result = shared.delete(&channel).await;
-            Event::Deleted {
-                ctx,
-                format,
-                subscribers,
-                requested,
+                delete,
                 result,
             }
         });
@@ -917,34 +909,12 @@ impl Hub {
                 self.answer(&ctx, reply);
             }
             Event::Loaded { channel, result } => self.on_loaded(&channel, result),
-            Event::Info {
+            Event::Channel {
                 ctx,
                 format,
                 subscribers,
                 requested,
-                result,
-            } => {
-                let reply = match result {
-                    Ok((_, None)) => Reply::new(StatusCode::NOT_FOUND),
-                    Ok((messages, Some(last))) => ChannelInfo {
-                        messages,
-                        requested,
-                        subscribers,
-                        last_message_id: parse_id(last.as_bytes()).unwrap_or_default(),
-                    }
-                    .reply(StatusCode::OK, format),
-                    Err(e) => {
-                        log::warn!("channel information: Redis: {e}");
-                        unavailable()
-                    }
-                };
-                self.answer(&ctx, reply);
-            }
-            Event::Deleted {
-                ctx,
-                format,
-                subscribers,
-                requested,
+                delete,
                 result,
             } => {
                 let reply = match result {
@@ -957,7 +927,12 @@ impl Hub {
                     }
                     .reply(StatusCode::OK, format),
                     Err(e) => {
-                        log::warn!("delete: Redis: {e}");
+                        let what = if delete {
+                            "delete"
+                        } else {
+                            "channel information"
+                        };
+                        log::warn!("{what}: Redis: {e}");
                         unavailable()
                     }
                 };
@@ -1003,15 +978,7 @@ impl Hub {
                     channel.borrow_mut().catchup = Some(catchup);
                 } else {
                     for sub in catchup.queued {
-                        let mut headers = HeaderMap::new();
-                        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                        let reply = subscriber_reply(
-                            &self.config,
-                            &sub.ctx,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            headers,
-                        );
-                        let _ = sub.ctx.send_reply(reply);
+                        refuse_unavailable(&self.config, &sub.ctx, HeaderMap::new());
                     }
                     self.channels.remove(name);
                 }
