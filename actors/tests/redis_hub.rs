@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use iomux_actors::{Backend, PubSubConfig, RedisBackend, WhileDown};
@@ -32,31 +31,6 @@ fn waiting_forever() -> PubSubConfig {
         buffer_length: 100,
         ..pubsub_config()
     }
-}
-
-/// A long-poll subscriber that re-polls with its cursor (from `cursor`) until it has `n`
-/// messages or 10 s pass.
-fn repoll(
-    addr: SocketAddr,
-    channel: &str,
-    cursor: String,
-    n: usize,
-) -> std::thread::JoinHandle<Vec<Response>> {
-    let channel = channel.to_string();
-    std::thread::spawn(move || {
-        let mut c = Client::connect(addr);
-        c.set_timeout(Duration::from_secs(10));
-        let mut got = Vec::new();
-        let mut cursor = cursor;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < n && Instant::now() < deadline {
-            let r = c.exchange(&sub(&channel, &cursor));
-            assert_eq!(r.status, 200, "{r:?}");
-            cursor = cursor_of(&r);
-            got.push(r);
-        }
-        got
-    })
 }
 
 /// Poll until `server` counts `n` subscribers (long-poll and EventSource) waiting.

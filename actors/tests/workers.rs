@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use iomux_actors::{Backend, HubGroup, PubSubConfig};
@@ -29,26 +28,6 @@ fn no_hold() -> PubSubConfig {
     }
 }
 
-/// A long-poll subscriber at `addr` that re-polls with its cursor until it has `n` messages
-/// (or 10 s pass): the bodies and `Etag`s, in order.
-fn repoll(addr: SocketAddr, channel: &str, n: usize) -> std::thread::JoinHandle<Vec<Response>> {
-    let channel = channel.to_string();
-    std::thread::spawn(move || {
-        let mut c = Client::connect(addr);
-        c.set_timeout(Duration::from_secs(10));
-        let mut got = Vec::new();
-        let mut cursor = String::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < n && Instant::now() < deadline {
-            let r = c.exchange(&sub(&channel, &cursor));
-            assert_eq!(r.status, 200, "{r:?}");
-            cursor = cursor_of(&r);
-            got.push(r);
-        }
-        got
-    })
-}
-
 #[test]
 fn a_publish_on_one_worker_reaches_subscribers_on_both_in_one_order() {
     const N: usize = 60;
@@ -57,9 +36,9 @@ fn a_publish_on_one_worker_reaches_subscribers_on_both_in_one_order() {
     let channels = ["alpha", "beta", "gamma", "delta"];
     for channel in channels {
         let subscribers = [
-            repoll(a.addr, channel, N),
-            repoll(b.addr, channel, N),
-            repoll(b.addr, channel, N),
+            repoll(a.addr, channel, String::new(), N),
+            repoll(b.addr, channel, String::new(), N),
+            repoll(b.addr, channel, String::new(), N),
         ];
         let mut stream = EventStream::open(&b, &es(channel, ""));
         assert!(stream.read_until_contains(Duration::from_secs(2), ": hi\n\n"));
@@ -202,7 +181,9 @@ fn binary_with_two_workers_keeps_one_order() {
     let node = Node::start(&["--workers", "2", "--buffer-length", "100"]);
     let server = Server::at(node.addr);
     // Many subscribers on many connections: the kernel spreads them over both workers.
-    let subscribers: Vec<_> = (0..8).map(|_| repoll(node.addr, "bin", N)).collect();
+    let subscribers: Vec<_> = (0..8)
+        .map(|_| repoll(node.addr, "bin", String::new(), N))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     while server.status_field("long-poll subscribers") != 8 {
         assert!(Instant::now() < deadline, "subscribers not waiting");

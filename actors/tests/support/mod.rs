@@ -223,6 +223,31 @@ pub fn id_date(id: &str) -> String {
     httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(t))
 }
 
+/// A long-poll subscriber at `addr` that re-polls with its cursor (starting from the header
+/// lines `cursor`; empty: none) until it has `n` messages or 10 s pass: the replies, in order.
+pub fn repoll(
+    addr: SocketAddr,
+    channel: &str,
+    cursor: String,
+    n: usize,
+) -> JoinHandle<Vec<Response>> {
+    let channel = channel.to_string();
+    std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.set_timeout(Duration::from_secs(10));
+        let mut got = Vec::new();
+        let mut cursor = cursor;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < n && Instant::now() < deadline {
+            let r = c.exchange(&sub(&channel, &cursor));
+            assert_eq!(r.status, 200, "{r:?}");
+            cursor = cursor_of(&r);
+            got.push(r);
+        }
+        got
+    })
+}
+
 /// The header lines a long-poll client sends back: `If-Modified-Since` from `Last-Modified` and
 /// `If-None-Match` from `Etag`.
 pub fn cursor_of(r: &Response) -> String {
