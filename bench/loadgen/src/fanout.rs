@@ -163,11 +163,7 @@ impl Conn {
 #[derive(Default)]
 struct Counters {
     connect_errors: usize,
-    closed_by_server: usize,
-    io_errors: usize,
-    bad_status: usize,
-    bad_body: usize,
-    parse_errors: usize,
+    reply: util::ReplyErrors,
     unexpected_replies: usize,
     timeouts: usize,
     lost: usize,
@@ -176,14 +172,7 @@ struct Counters {
 
 impl Counters {
     fn errors(&self) -> usize {
-        self.connect_errors
-            + self.closed_by_server
-            + self.io_errors
-            + self.bad_status
-            + self.bad_body
-            + self.parse_errors
-            + self.unexpected_replies
-            + self.timeouts
+        self.connect_errors + self.reply.total() as usize + self.unexpected_replies + self.timeouts
     }
 }
 
@@ -261,7 +250,7 @@ impl Bench {
             Ok(true) => self.written += 1,
             Ok(false) => {}
             Err(e) => {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("write: {e}"));
                 self.kill(i);
             }
@@ -288,7 +277,7 @@ impl Bench {
         self.t_pub = Instant::now();
         if let Err(e) = p.io.queue(&req) {
             self.note(format!("publish write: {e}"));
-            self.c.io_errors += 1;
+            self.c.reply.io_errors += 1;
         }
         idx
     }
@@ -300,7 +289,7 @@ impl Bench {
         }
         self.conns[i].st = St::Idle;
         if r.status != 200 {
-            self.c.bad_status += 1;
+            self.c.reply.bad_status += 1;
             self.note(format!("status {}", r.status));
             self.kill(i);
             return;
@@ -311,7 +300,7 @@ impl Bench {
         }
         match r.msg {
             Err(snippet) => {
-                self.c.bad_body += 1;
+                self.c.reply.bad_body += 1;
                 self.note(format!("unknown body {snippet:?}"));
             }
             Ok(j) => {
@@ -331,7 +320,7 @@ impl Bench {
             }
         }
         if r.close {
-            self.c.closed_by_server += 1;
+            self.c.reply.closed_by_server += 1;
             self.note("server sent Connection: close");
             self.kill(i);
             return;
@@ -379,7 +368,7 @@ impl Bench {
                 Ok(true) => self.written += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    self.c.io_errors += 1;
+                    self.c.reply.io_errors += 1;
                     self.note(format!("write: {e}"));
                     self.kill(i);
                     return;
@@ -393,7 +382,7 @@ impl Bench {
             {
                 Ok(eof) => eof,
                 Err(e) => {
-                    self.c.io_errors += 1;
+                    self.c.reply.io_errors += 1;
                     self.note(format!("read: {e}"));
                     self.kill(i);
                     return;
@@ -405,7 +394,7 @@ impl Bench {
                 match parse_reply(buf, true) {
                     Parse::Partial => break,
                     Parse::Bad(e) => {
-                        self.c.parse_errors += 1;
+                        self.c.reply.parse_errors += 1;
                         self.note(e);
                         self.kill(i);
                         return;
@@ -431,7 +420,7 @@ impl Bench {
                 }
             }
             if eof {
-                self.c.closed_by_server += 1;
+                self.c.reply.closed_by_server += 1;
                 self.note("connection closed by server");
                 self.kill(i);
             }
@@ -960,13 +949,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         .int("errors", u(c.errors()))
         .raw(
             "error_counts",
-            &Obj::new()
-                .int("connect", u(c.connect_errors))
-                .int("closed_by_server", u(c.closed_by_server))
-                .int("io", u(c.io_errors))
-                .int("bad_status", u(c.bad_status))
-                .int("bad_body", u(c.bad_body))
-                .int("parse", u(c.parse_errors))
+            &c.reply
+                .fields(Obj::new().int("connect", u(c.connect_errors)))
                 .int("unexpected", u(c.unexpected_replies))
                 .int("timeouts", u(c.timeouts))
                 .end(),

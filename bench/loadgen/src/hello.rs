@@ -81,11 +81,7 @@ struct Conn {
 struct Counters {
     replies: u64,
     batches: u64,
-    bad_status: u64,
-    bad_body: u64,
-    parse_errors: u64,
-    io_errors: u64,
-    closed_by_server: u64,
+    reply: util::ReplyErrors,
     reconnects: u64,
 }
 
@@ -123,7 +119,7 @@ impl Bench {
         c.inflight = self.o.pipeline;
         c.batch_sent = now;
         if let Err(e) = c.io.queue(&self.batch) {
-            self.c.io_errors += 1;
+            self.c.reply.io_errors += 1;
             self.note(format!("write: {e}"));
             self.reconnect(i, now);
         }
@@ -152,7 +148,7 @@ impl Bench {
                 self.send_batch(i, now);
             }
             Err(e) => {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("reconnect: {e}"));
             }
         }
@@ -164,7 +160,7 @@ impl Bench {
         }
         if ev.is_writable() && !self.conns[i].io.written() {
             if let Err(e) = self.conns[i].io.write_out() {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("write: {e}"));
                 self.reconnect(i, now);
                 return;
@@ -179,7 +175,7 @@ impl Bench {
         {
             Ok(eof) => eof,
             Err(e) => {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("read: {e}"));
                 self.reconnect(i, now);
                 return;
@@ -192,7 +188,7 @@ impl Bench {
             match parse_reply(buf, false) {
                 Parse::Partial => break,
                 Parse::Bad(e) => {
-                    self.c.parse_errors += 1;
+                    self.c.reply.parse_errors += 1;
                     self.note(e);
                     self.reconnect(i, now);
                     return;
@@ -205,10 +201,10 @@ impl Bench {
                     let batch_done = c.inflight == 0;
                     let batch_sent = c.batch_sent;
                     if r.status != 200 {
-                        self.c.bad_status += 1;
+                        self.c.reply.bad_status += 1;
                         self.note(format!("status {}", r.status));
                     } else if !ok_body {
-                        self.c.bad_body += 1;
+                        self.c.reply.bad_body += 1;
                         self.note("unexpected body");
                     } else if counting {
                         self.c.replies += 1;
@@ -232,7 +228,7 @@ impl Bench {
             }
         }
         if close || eof {
-            self.c.closed_by_server += 1;
+            self.c.reply.closed_by_server += 1;
             self.note("connection closed by server");
             self.reconnect(i, now);
         }
@@ -327,7 +323,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
     let window_s = b.o.duration;
     b.lat_us.sort_unstable();
     let c = &b.c;
-    let errors = c.bad_status + c.bad_body + c.parse_errors + c.io_errors + c.closed_by_server;
+    let errors = c.reply.total();
     Ok(Obj::new()
         .str("mode", "hello")
         .str("label", &b.o.label)
@@ -355,12 +351,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         .int("errors", errors)
         .raw(
             "error_counts",
-            &Obj::new()
-                .int("bad_status", c.bad_status)
-                .int("bad_body", c.bad_body)
-                .int("parse", c.parse_errors)
-                .int("io", c.io_errors)
-                .int("closed_by_server", c.closed_by_server)
+            &c.reply
+                .fields(Obj::new())
                 .int("reconnects", c.reconnects)
                 .end(),
         )

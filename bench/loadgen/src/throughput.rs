@@ -149,11 +149,7 @@ struct Counters {
     out_of_buffer: u64,
     gap_uncertain: u64,
     dup: u64,
-    bad_status: u64,
-    bad_body: u64,
-    parse_errors: u64,
-    io_errors: u64,
-    closed_by_server: u64,
+    reply: util::ReplyErrors,
     publish_errors: u64,
 }
 
@@ -218,7 +214,7 @@ impl Bench {
         let s = &mut self.subs[i];
         s.acked_at_poll = acked;
         if let Err(e) = s.io.queue(req.as_bytes()) {
-            self.c.io_errors += 1;
+            self.c.reply.io_errors += 1;
             self.note(format!("write: {e}"));
             self.kill_sub(i);
         }
@@ -281,7 +277,7 @@ impl Bench {
         let (ch, seq, t_us) = match body {
             Ok(m) if m.0 == self.subs[i].ch => m,
             Ok(m) => {
-                self.c.bad_body += 1;
+                self.c.reply.bad_body += 1;
                 self.note(format!(
                     "message of channel {} on channel {}",
                     m.0, self.subs[i].ch
@@ -289,7 +285,7 @@ impl Bench {
                 return;
             }
             Err(snippet) => {
-                self.c.bad_body += 1;
+                self.c.reply.bad_body += 1;
                 self.note(format!("unknown body {snippet:?}"));
                 return;
             }
@@ -325,7 +321,7 @@ impl Bench {
         }
         if ev.is_writable() && !self.subs[i].io.written() {
             if let Err(e) = self.subs[i].io.write_out() {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("write: {e}"));
                 self.kill_sub(i);
                 return;
@@ -340,7 +336,7 @@ impl Bench {
         {
             Ok(eof) => eof,
             Err(e) => {
-                self.c.io_errors += 1;
+                self.c.reply.io_errors += 1;
                 self.note(format!("read: {e}"));
                 self.kill_sub(i);
                 return;
@@ -351,7 +347,7 @@ impl Bench {
             match parse_reply(buf, true) {
                 Parse::Partial => break,
                 Parse::Bad(e) => {
-                    self.c.parse_errors += 1;
+                    self.c.reply.parse_errors += 1;
                     self.note(e);
                     self.kill_sub(i);
                     return;
@@ -366,7 +362,7 @@ impl Bench {
                     });
                     self.subs[i].io.in_pos += used;
                     if r.status != 200 {
-                        self.c.bad_status += 1;
+                        self.c.reply.bad_status += 1;
                         self.note(format!("subscriber status {}", r.status));
                         self.kill_sub(i);
                         return;
@@ -377,7 +373,7 @@ impl Bench {
                     }
                     self.on_delivery(i, msg, now);
                     if r.close {
-                        self.c.closed_by_server += 1;
+                        self.c.reply.closed_by_server += 1;
                         self.note("server sent Connection: close");
                         self.kill_sub(i);
                         return;
@@ -390,7 +386,7 @@ impl Bench {
             }
         }
         if eof {
-            self.c.closed_by_server += 1;
+            self.c.reply.closed_by_server += 1;
             self.note("subscriber connection closed by server");
             self.kill_sub(i);
         }
@@ -608,12 +604,7 @@ pub fn run(args: &[String]) -> Result<String, String> {
     let sent: u64 = b.chans.iter().map(|c| c.sent).sum();
     let acked: u64 = b.chans.iter().map(|c| c.acked).sum();
     let alive = b.subs.iter().filter(|s| !s.dead).count() as u64;
-    let errors = c.bad_status
-        + c.bad_body
-        + c.parse_errors
-        + c.io_errors
-        + c.closed_by_server
-        + c.publish_errors;
+    let errors = c.reply.total() + c.publish_errors;
     Ok(Obj::new()
         .str("mode", "throughput")
         .str("label", &b.o.label)
@@ -652,12 +643,8 @@ pub fn run(args: &[String]) -> Result<String, String> {
         .int("errors", errors)
         .raw(
             "error_counts",
-            &Obj::new()
-                .int("bad_status", c.bad_status)
-                .int("bad_body", c.bad_body)
-                .int("parse", c.parse_errors)
-                .int("io", c.io_errors)
-                .int("closed_by_server", c.closed_by_server)
+            &c.reply
+                .fields(Obj::new())
                 .int("publish", c.publish_errors)
                 .end(),
         )

@@ -225,6 +225,32 @@ pub fn jstr(s: &str) -> String {
     o
 }
 
+/// The reply errors every mode counts: a status or body other than expected, a reply that does
+/// not parse, a read or write error, a connection the server closed.
+#[derive(Default)]
+pub struct ReplyErrors {
+    pub bad_status: u64,
+    pub bad_body: u64,
+    pub parse_errors: u64,
+    pub io_errors: u64,
+    pub closed_by_server: u64,
+}
+
+impl ReplyErrors {
+    pub fn total(&self) -> u64 {
+        self.bad_status + self.bad_body + self.parse_errors + self.io_errors + self.closed_by_server
+    }
+
+    /// These counts as fields of an `error_counts` object.
+    pub fn fields(&self, obj: Obj) -> Obj {
+        obj.int("bad_status", self.bad_status)
+            .int("bad_body", self.bad_body)
+            .int("parse", self.parse_errors)
+            .int("io", self.io_errors)
+            .int("closed_by_server", self.closed_by_server)
+    }
+}
+
 /// A JSON object written field by field: `Obj::new().str("a", "x").num("b", 1.5).end()`.
 pub struct Obj(String);
 
